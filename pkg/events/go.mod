@@ -1,0 +1,3 @@
+module github.com/doraflow/doraflow/pkg/events
+
+go 1.26.0

@@ -1,0 +1,8 @@
+module github.com/doraflow/doraflow/services/devlake-sink
+
+go 1.26.0
+
+replace (
+	github.com/doraflow/doraflow/internal => ../../internal
+	github.com/doraflow/doraflow/pkg/events => ../../pkg/events
+)
