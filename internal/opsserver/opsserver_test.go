@@ -1,0 +1,120 @@
+package opsserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func start(t *testing.T, checks *Checks) (base string, cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "doraflow_test_things_total", Help: "Things."})
+	reg.MustRegister(c)
+	c.Inc()
+	addr := make(chan string, 1)
+	s := New(Options{Addr: "127.0.0.1:0", Service: "enricher", Version: "v9", Registry: reg, Checks: checks,
+		Started: time.Now().Add(-90 * time.Second), Listening: func(a string) { addr <- a }})
+	ctx, cancel := context.WithCancel(t.Context())
+	done = make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	select {
+	case a := <-addr:
+		return "http://" + a, cancel, done
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+	}
+	return "", cancel, done
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	checks := &Checks{}
+	var natsDown bool
+	checks.Add("nats", func(context.Context) error {
+		if natsDown {
+			return errors.New("NATS connection RECONNECTING")
+		}
+		return nil
+	})
+	base, cancel, done := start(t, checks)
+
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d, want 200", code)
+	}
+	natsDown = true
+	if code, body := get(t, base+"/readyz"); code != 503 || body != "nats: NATS connection RECONNECTING\n" {
+		t.Errorf("/readyz with NATS down = %d %q", code, body)
+	}
+	code, body := get(t, base+"/api/v1/health")
+	var h map[string]any
+	if err := json.Unmarshal([]byte(body), &h); err != nil || code != 503 || h["status"] != "unhealthy" ||
+		h["version"] != "v9" || h["uptime_seconds"].(float64) < 90 {
+		t.Errorf("/api/v1/health = %d %s", code, body)
+	}
+	natsDown = false
+	code, body = get(t, base+"/")
+	if code != 200 || !strings.Contains(body, `"service": "enricher"`) || !strings.Contains(body, `"/metrics"`) {
+		t.Errorf("/ = %d %s", code, body)
+	}
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "doraflow_test_things_total 1") {
+		t.Errorf("/metrics = %d %s", code, body)
+	}
+	if code, _ := get(t, base+"/nope"); code != 404 {
+		t.Errorf("/nope = %d, want 404", code)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after cancel = %v, want nil", err)
+	}
+}
+
+func TestStoppingTurnsReadinessOff(t *testing.T) {
+	s := New(Options{Registry: prometheus.NewRegistry()})
+	s.Stopping()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/readyz", nil)
+	rec := &recorder{header: http.Header{}}
+	s.srv.Handler.ServeHTTP(rec, req)
+	if rec.code != 503 || rec.body.String() != "shutting down\n" {
+		t.Errorf("/readyz while stopping = %d %q", rec.code, rec.body.String())
+	}
+}
+
+func TestListenErrorNamesTheSetting(t *testing.T) {
+	s := New(Options{Addr: "256.0.0.1:1", Registry: prometheus.NewRegistry()})
+	if err := s.Serve(t.Context()); err == nil || !strings.Contains(err.Error(), "OPS_ADDR") {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+type recorder struct {
+	header http.Header
+	code   int
+	body   strings.Builder
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }

@@ -1,0 +1,40 @@
+// Enricher joins observed deployments with the exact set of commits they shipped (from GitHub) and
+// the teams that own them, links incidents to the deployments that may have caused them, and
+// publishes the enriched events, each once.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/doraflow/doraflow/internal/service"
+	"github.com/doraflow/doraflow/pkg/events"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "enricher: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole service; tests call it directly with their own context, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	return service.Run(ctx, service.Spec[rules]{
+		Name:          "enricher",
+		Version:       version,
+		DefaultConfig: defaultRules,
+		Streams:       []string{events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter},
+		Start:         start,
+	}, args, getenv, stdout)
+}

@@ -1,0 +1,39 @@
+// Webrca-poller polls Red Hat's WebRCA incident API and publishes an IncidentObserved for every
+// incident that was opened, updated, resolved or reopened since it last looked, once per change.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/doraflow/doraflow/internal/service"
+	"github.com/doraflow/doraflow/pkg/events"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "webrca-poller: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole service; tests call it directly with their own context, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	return service.Run(ctx, service.Spec[rules]{
+		Name:          "webrca-poller",
+		Version:       version,
+		DefaultConfig: defaultRules,
+		Streams:       []string{events.StreamRaw, events.StreamDeadLetter},
+		Start:         start,
+	}, args, getenv, stdout)
+}
