@@ -2,11 +2,10 @@
 // consumers and KV buckets, publishes events with CloudEvents headers and deterministic Nats-Msg-Id,
 // and runs handlers on a watermill router with retries, dead-lettering and graceful drain.
 //
-// It is the only package that imports watermill-nats, and it applies every fix the toolchain notes
-// list for it: durable consumers are created here (never watermill's ephemeral or grouped ones), the
-// unmarshaler never fails (a bad payload fails the handler's decode and is dead-lettered instead of
-// crashing the process), subscribers get their own connection so closing them cannot cut publishing,
-// and closing waits for in-flight messages to be acknowledged.
+// It is the only package that imports watermill-nats, and it uses only its publisher: messages are
+// consumed by doraflow's own subscriber on nats.go's jetstream API (docs/adr/0001), which binds to
+// durable consumers created here, never fails on a delivery (a bad payload fails the handler's decode
+// and is dead-lettered), and on close lets in-flight messages finish and their acks reach the server.
 package messaging
 
 import (

@@ -81,7 +81,7 @@ type binding struct {
 }
 
 // subscriber is a watermill Subscriber over JetStream durable pull consumers, written for doraflow's
-// guarantees instead of watermill-nats' jetstream subscriber (see docs/adr/0003):
+// guarantees instead of watermill-nats' jetstream subscriber (see docs/adr/0001):
 //
 //   - It binds to durable consumers created by EnsureConsumer and never creates or deletes any.
 //   - Every delivery becomes a message; nothing it receives can crash it.

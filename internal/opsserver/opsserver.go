@@ -110,7 +110,7 @@ func (s *Server) Stopping() { s.stopping.Store(true) }
 // Serve listens on Options.Addr and serves until ctx is done, then marks itself not ready and shuts
 // down within 5 s.
 func (s *Server) Serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.o.Addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.o.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on OPS_ADDR %s: %w", s.o.Addr, err)
 	}

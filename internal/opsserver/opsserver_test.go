@@ -69,8 +69,10 @@ func TestEndpoints(t *testing.T) {
 	}
 	code, body := get(t, base+"/api/v1/health")
 	var h map[string]any
-	if err := json.Unmarshal([]byte(body), &h); err != nil || code != 503 || h["status"] != "unhealthy" ||
-		h["version"] != "v9" || h["uptime_seconds"].(float64) < 90 {
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("/api/v1/health is not JSON: %v\n%s", err, body)
+	}
+	if uptime, _ := h["uptime_seconds"].(float64); code != 503 || h["status"] != "unhealthy" || h["version"] != "v9" || uptime < 90 {
 		t.Errorf("/api/v1/health = %d %s", code, body)
 	}
 	natsDown = false

@@ -1,0 +1,95 @@
+# doraflow — thin Makefile. `./...` does not cross module boundaries, so targets loop over the
+# workspace modules (go.work). Tools are built from pinned modules under tools/ by hack/tools.sh.
+
+SHELL      := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+MODULES    := $(shell go list -m -f '{{.Dir}}')
+SERVICES   := argocd-watcher webrca-poller enricher devlake-sink metrics-exporter
+FUZZTIME   ?= 10s
+GOTEST     ?= go test
+TESTFLAGS  ?= -race -count=1 -shuffle=on -timeout=20m
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all build test test-short run bench fuzz golden lint vet tidy check tools kube-assets clean help
+
+all: build
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+build: ## build bin/<service> for each service, version stamped
+	@mkdir -p bin
+	@for s in $(SERVICES); do \
+		echo "build bin/$$s ($(VERSION))"; \
+		go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/$$s ./services/$$s; \
+	done
+
+test: ## every test in every module, with -race; builds (or reuses) kube-apiserver + etcd for envtest
+	@assets=$$(hack/tools.sh kube | tail -n 1); \
+	for m in $(MODULES); do \
+		echo "=== $${m#$(CURDIR)/}"; \
+		(cd $$m && KUBEBUILDER_ASSETS=$$assets $(GOTEST) $(TESTFLAGS) ./...); \
+	done
+
+test-short: ## unit tests only (-short), for the inner loop
+	@for m in $(MODULES); do (cd $$m && $(GOTEST) -short -count=1 ./...); done
+
+run: build ## the whole pipeline on a local NATS server (Ctrl-C stops everything)
+	@hack/run-local.sh
+
+bench: ## benchmarks of every module, reported as numbers
+	@for m in $(MODULES); do \
+		echo "=== $${m#$(CURDIR)/}"; \
+		(cd $$m && go test -run '^$$' -bench . -benchmem ./...); \
+	done
+
+fuzz: ## each fuzz target in turn for FUZZTIME
+	@for m in $(MODULES); do \
+		for pkg in $$(cd $$m && go list ./...); do \
+			dir=$$(cd $$m && go list -f '{{.Dir}}' $$pkg); \
+			for target in $$(cd $$dir && go test -list '^Fuzz' . | grep '^Fuzz' || true); do \
+				echo "=== fuzz $$pkg $$target ($(FUZZTIME))"; \
+				(cd $$dir && go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) .); \
+			done; \
+		done; \
+	done
+
+golden: ## rerun golden tests with -update (only packages that declare the flag)
+	@for f in $$(grep -rl --include='*_test.go' 'flag.Bool("update"' pkg internal services test); do \
+		dir=$$(dirname $$f); echo "=== $$dir"; (cd $$dir && go test -count=1 -run . -update .); \
+	done
+
+vet: ## go vet every module
+	@for m in $(MODULES); do (cd $$m && go vet ./...); done
+
+lint: vet ## go vet and golangci-lint (depguard, staticcheck, revive, …) on every module
+	@lint=$$(hack/tools.sh lint | tail -n 1); \
+	for m in $(MODULES); do \
+		echo "=== lint $${m#$(CURDIR)/}"; \
+		(cd $$m && $$lint run --config $(CURDIR)/.golangci.yml ./...); \
+	done
+
+tidy: ## go mod tidy per module, then go work sync
+	@for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy); done
+	@go work sync
+
+check: build ## --check-config on every deploy/<service>/config.yaml, and kustomize builds where present
+	@for s in $(SERVICES); do \
+		bin/$$s --check-config deploy/$$s/config.yaml; \
+	done
+	@if [ -f deploy/kustomization.yaml ] || ls deploy/*/kustomization.yaml >/dev/null 2>&1; then \
+		(cd test/e2e && go test -count=1 -run 'TestKustomize' ./...); \
+	fi
+
+tools: ## build the pinned CLI tools (nats, nats-server, golangci-lint, kube-apiserver, etcd) into .tools
+	@hack/tools.sh nats
+	@hack/tools.sh lint
+	@hack/tools.sh kube
+
+kube-assets: ## print the directory holding kube-apiserver + etcd (builds them once)
+	@hack/tools.sh kube | tail -n 1
+
+clean: ## remove build output (keeps the tool cache)
+	rm -rf bin .run
