@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -120,12 +121,17 @@ func Connect(ctx context.Context, s Settings, log zerolog.Logger) (*nats.Conn, e
 	}
 
 	// Retry the first dial with backoff until ctx ends, so a service that starts before NATS waits.
+	// Rejected credentials are not retried: they will not get better, and the operator must know.
 	backoff := 500 * time.Millisecond
 	for {
 		nc, err := nats.Connect(s.URL, opts...)
 		if err == nil {
 			log.Info().Str("server", logging.RedactURL(nc.ConnectedUrl())).Msg("connected to NATS")
 			return nc, nil
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+			errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) {
+			return nil, fmt.Errorf("connect to NATS at %s: credentials rejected: %w", logging.RedactURL(s.URL), err)
 		}
 		log.Warn().Err(err).Str("url", logging.RedactURL(s.URL)).Dur("retry_in", backoff).Msg("connect to NATS")
 		select {

@@ -22,11 +22,15 @@ type Server struct {
 }
 
 // Start runs a JetStream-enabled server on 127.0.0.1 with a random port and a temporary store.
-func Start(t testing.TB) *Server {
+// Options, when given, adjust the server options first (authentication, limits).
+func Start(t testing.TB, options ...func(*server.Options)) *Server {
 	t.Helper()
 	s := &Server{t: t, storeDir: t.TempDir()}
 	s.opts = server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: s.storeDir,
 		NoLog: true, NoSigs: true, ServerName: "natstest"}
+	for _, o := range options {
+		o(&s.opts)
+	}
 	s.start()
 	return s
 }

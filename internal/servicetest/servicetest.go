@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/doraflow/doraflow/internal/wait"
 )
 
@@ -121,6 +123,9 @@ func FreeAddr(t testing.TB) string {
 	}
 	return addr
 }
+
+// Logger returns a zerolog logger writing to the buffer, for test helpers that need one.
+func (b *Buffer) Logger() zerolog.Logger { return zerolog.New(b) }
 
 // Buffer is a goroutine-safe log sink.
 type Buffer struct {
