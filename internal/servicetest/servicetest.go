@@ -83,7 +83,12 @@ func (s *Service) Get(t testing.TB, path string) (int, string) {
 }
 
 func (s *Service) get(ctx context.Context, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Ops+path, nil)
+	return HTTPGet(ctx, s.Ops+path)
+}
+
+// HTTPGet fetches url and returns the status code and body.
+func HTTPGet(ctx context.Context, url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,20 +80,6 @@ func start(t *testing.T, bin, name string, env ...string) *proc {
 	return p
 }
 
-func get(ctx context.Context, url string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
 // TestBinariesStartAndStopCleanlyOnSIGTERM runs every service binary against one NATS server, waits
 // until each is ready, sends SIGTERM and requires exit status 0 within 10 s, as Kubernetes would.
 func TestBinariesStartAndStopCleanlyOnSIGTERM(t *testing.T) {
@@ -116,7 +99,7 @@ func TestBinariesStartAndStopCleanlyOnSIGTERM(t *testing.T) {
 				t.Fatalf("%s exited before it was ready: %v\n%s", p.name, err, p.out)
 			default:
 			}
-			code, body, err := get(t.Context(), p.ops+"/readyz")
+			code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/readyz")
 			if err != nil {
 				return err
 			}
@@ -125,7 +108,7 @@ func TestBinariesStartAndStopCleanlyOnSIGTERM(t *testing.T) {
 			}
 			return nil
 		})
-		if code, body, err := get(t.Context(), p.ops+"/"); err != nil || code != 200 || !strings.Contains(body, `"version": "e2e"`) {
+		if code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/"); err != nil || code != 200 || !strings.Contains(body, `"version": "e2e"`) {
 			t.Errorf("%s GET / = %d %s %v", p.name, code, body, err)
 		}
 	}
