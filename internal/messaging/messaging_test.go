@@ -499,3 +499,37 @@ func TestNakBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsettledLastDeliveryIsDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	run := h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "stuck-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved,
+			AckWait: 300 * time.Millisecond, MaxDeliver: 2},
+			Handle(func(ctx context.Context, p payload) error {
+				calls.Add(1)
+				<-release // ignores its deadline, as a process that died mid-handler never answers
+				return nil
+			}))
+	})
+	h.publishJSON(events.SubjectDeploymentObserved, "stuck-1", `{"n":1}`)
+	wait.For(t, 15*time.Second, func() error {
+		if dl := h.deadLetters("svc"); len(dl) != 1 {
+			return fmt.Errorf("%d dead letters, want 1", len(dl))
+		}
+		return nil
+	})
+	dl := h.deadLetters("svc")[0]
+	if got := dl.Header.Get(events.HeaderDeadReason); !strings.Contains(got, "gave up after 2 deliveries: no delivery was settled") {
+		t.Errorf("reason = %q", got)
+	}
+	if string(dl.Data) != `{"n":1}` || dl.Header.Get(events.HeaderID) != "stuck-1" || dl.Header.Get(events.HeaderDeadStreamSeq) != "1" {
+		t.Errorf("dead letter does not carry the original: %q %v", dl.Data, dl.Header)
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("handler called %d times, want 2 (MaxDeliver)", got)
+	}
+	close(release)
+	run.stop(t)
+}

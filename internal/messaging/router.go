@@ -148,6 +148,13 @@ func (r *Router) Run(ctx context.Context) error {
 			Subject: h.Subject, AckWait: h.AckWait, MaxDeliver: h.MaxDeliver, MaxAckPending: h.MaxAckPending}); err != nil {
 			return err
 		}
+		if h.MaxDeliver > 0 {
+			sub, err := r.watchMaxDeliveries(h)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+		}
 	}
 	go func() {
 		<-r.wm.Running()
@@ -293,6 +300,62 @@ func (r *Router) publishDeadLetter(msg *message.Message, durable, reason string)
 	defer cancel()
 	_, err := r.js.PublishMsg(ctx, m)
 	return err
+}
+
+// maxDeliveriesAdvisory is the part of JetStream's max-deliveries advisory doraflow reads.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// watchMaxDeliveries dead-letters messages whose last delivery was never settled: the process died
+// or the handler overran AckWait on the final attempt, so the dead-letter middleware never ran and
+// JetStream only records the give-up in an advisory. Replicas share a queue group, so one acts; the
+// dead letter's deterministic ID makes a second copy a duplicate anyway.
+func (r *Router) watchMaxDeliveries(h Handler) (*nats.Subscription, error) {
+	durable := r.Durable(h.Name)
+	subject := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", h.Stream, durable)
+	nc := r.js.Conn()
+	sub, err := nc.QueueSubscribe(subject, durable, func(m *nats.Msg) {
+		var adv maxDeliveriesAdvisory
+		if err := json.Unmarshal(m.Data, &adv); err != nil {
+			r.log.Error().Err(err).Str(logging.FieldHandler, durable).Msg("undecodable max-deliveries advisory")
+			return
+		}
+		if err := r.deadLetterUnsettled(adv, durable, h.MaxDeliver); err != nil {
+			r.log.Error().Err(err).Str(logging.FieldHandler, durable).Uint64("stream_seq", adv.StreamSeq).
+				Msg("could not dead-letter a message that exhausted its deliveries; it stays in its stream")
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch max-deliveries advisories of %s: %w", durable, err)
+	}
+	return sub, nil
+}
+
+func (r *Router) deadLetterUnsettled(adv maxDeliveriesAdvisory, durable string, maxDeliver int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := r.js.Stream(ctx, adv.Stream)
+	if err != nil {
+		return err
+	}
+	raw, err := stream.GetMsg(ctx, adv.StreamSeq)
+	if err != nil {
+		return err
+	}
+	jm := &storedMsg{raw: raw, stream: adv.Stream, delivered: adv.Deliveries}
+	msg := toMessage(jm)
+	reason := fmt.Sprintf("gave up after %d deliveries: no delivery was settled (the process stopped or the handler overran AckWait)", max(adv.Deliveries, uint64(maxDeliver)))
+	if err := r.publishDeadLetter(msg, durable, reason); err != nil {
+		return err
+	}
+	r.metrics.result(durable, resultDeadLettered, 0)
+	r.log.Error().Str(logging.FieldHandler, durable).Str(logging.FieldMessageID, msg.UUID).
+		Uint64("stream_seq", adv.StreamSeq).Msg("dead-lettered after its last delivery was never settled")
+	return nil
 }
 
 // recoverPanics turns a handler panic into a permanent error: the same input would panic again.

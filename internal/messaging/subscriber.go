@@ -57,6 +57,22 @@ func toMessage(msg jetstream.Msg) *message.Message {
 	return m
 }
 
+// storedMsg adapts a message read from a stream by sequence (no delivery) to what toMessage needs.
+type storedMsg struct {
+	jetstream.Msg // nil: only the methods below are called
+	raw           *jetstream.RawStreamMsg
+	stream        string
+	delivered     uint64
+}
+
+func (s *storedMsg) Headers() nats.Header { return s.raw.Header }
+func (s *storedMsg) Subject() string      { return s.raw.Subject }
+func (s *storedMsg) Data() []byte         { return s.raw.Data }
+func (s *storedMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Stream: s.stream, Sequence: jetstream.SequencePair{Stream: s.raw.Sequence},
+		NumDelivered: s.delivered}, nil
+}
+
 func deliveries(m *message.Message) int {
 	n, _ := strconv.Atoi(m.Metadata.Get(metaDelivered))
 	return n
