@@ -2,18 +2,210 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/doraflow/doraflow/internal/service"
+	"github.com/doraflow/doraflow/services/webrca-poller/internal/poll"
+	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
+	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca"
 )
 
-// start wires the poller. Polling arrives with the webrca-poller issue; until then the service runs
-// its ops endpoints and says what it would poll.
-func start(_ context.Context, d *service.Deps[rules]) error {
-	if !d.Config.Webrca.Enabled {
+// start wires the poller: SSO token source → WebRCA client → poll core on a KV store and the
+// publisher, run by a loop on the service's errgroup.
+func start(ctx context.Context, d *service.Deps[rules], creds credentials) error {
+	cfg := d.Config.Webrca
+	if !cfg.Enabled {
 		d.Log.Info().Msg("WebRCA polling is disabled (webrca.enabled: false); nothing to do")
 		return nil
 	}
-	d.Log.Info().Str("base_url", d.Config.Webrca.BaseURL).Dur("interval", d.Config.Webrca.Interval).
-		Msg("WebRCA polling is configured but not implemented in this build")
+	if err := creds.missing(); err != nil {
+		return err
+	}
+	httpClient := &http.Client{} // per-request timeouts come from contexts
+	var tokens *sso.Source
+	m := newMetrics(d.Registry, func() bool { return tokens != nil && tokens.Err() != nil })
+	tokens, err := sso.New(sso.Config{
+		TokenURL: cfg.TokenURL, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, Scope: cfg.Scope,
+		OfflineToken: creds.OfflineToken, OfflineClientID: cfg.OfflineClientID,
+		HTTPClient: httpClient, Timeout: cfg.RequestTimeout,
+		Observe: m.tokenExchange,
+	})
+	if err != nil {
+		return err
+	}
+	client, err := webrca.New(cfg.BaseURL, tokens, webrca.Options{PageSize: cfg.PageSize, MaxPages: cfg.MaxPages,
+		OrderBy: cfg.OrderBy, RequestTimeout: cfg.RequestTimeout, HTTPClient: httpClient,
+		UserAgent: "doraflow-webrca-poller/" + version})
+	if err != nil {
+		return err
+	}
+	kv, err := d.Topology.EnsureKV(ctx, d.JS, stateBucket)
+	if err != nil {
+		return err
+	}
+	lister := listerFunc(func(ctx context.Context) ([]webrca.Incident, error) { return client.List(ctx, cfg.ProductIDs) })
+	l := &pollLoop{
+		poller: poll.New(poll.Config{Products: cfg.Products, UIBase: cfg.IncidentURL}, lister,
+			kvStore{kv: kv}, eventPublisher{pub: d.Publisher}, time.Now),
+		schedule: poll.Schedule{Interval: cfg.Interval,
+			Jitter: time.Duration(cfg.JitterRatio * float64(cfg.Interval)), Backoff: cfg.RetryBackoff},
+		unreadyAfter: cfg.UnreadyAfter,
+		tokens:       tokens,
+		m:            m,
+		log:          d.Log,
+		now:          time.Now,
+	}
+	d.Checks.Add("webrca", l.ready)
+	d.Go(l.run)
+	d.Log.Info().Str("base_url", cfg.BaseURL).Str("grant", string(tokens.Grant())).Strs("products", cfg.Products).
+		Strs("product_ids", cfg.ProductIDs).Dur("interval", cfg.Interval).Msg("polling WebRCA")
 	return nil
+}
+
+type listerFunc func(ctx context.Context) ([]webrca.Incident, error)
+
+func (f listerFunc) List(ctx context.Context) ([]webrca.Incident, error) { return f(ctx) }
+
+// pollLoop polls on a schedule, counts and logs what each poll did, and tracks readiness.
+type pollLoop struct {
+	poller       *poll.Poller
+	schedule     poll.Schedule
+	unreadyAfter time.Duration
+	tokens       interface{ Err() error }
+	m            *metrics
+	log          zerolog.Logger
+	now          func() time.Time
+
+	mu           sync.Mutex
+	failures     int
+	failingSince time.Time
+	lastErr      error
+}
+
+// run polls at once, then after each wait, until ctx is done.
+func (l *pollLoop) run(ctx context.Context) error {
+	for {
+		wait := l.once(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// once runs one poll and returns the wait before the next.
+func (l *pollLoop) once(ctx context.Context) time.Duration {
+	started := l.now()
+	res, err := l.poller.Poll(ctx)
+	took := l.now().Sub(started)
+	// What was published before a failure is counted and logged like any other.
+	for _, p := range res.Published {
+		l.m.eventPublished(p.Event.Change)
+		if p.UnknownStatus {
+			l.m.statusSeen(p.Event.Status)
+		}
+		if p.NewlyInferred {
+			l.m.inferred.Inc()
+		}
+		if p.Clamped {
+			l.m.clamped.Inc()
+			l.log.Warn().Str("incident_id", p.Event.IncidentID).Str("key", p.Event.Key).
+				Msg("incident resolved before it was created (data error); resolution time set to created_at")
+		}
+		l.log.Debug().Str("incident_id", p.Event.IncidentID).Str("key", p.Event.Key).Str("event_id", p.Event.ID).
+			Str("change", string(p.Event.Change)).Str("status", p.Event.Status).Msg("published incident")
+	}
+	for _, id := range res.NewlyInvalid {
+		l.m.invalidated.Inc()
+		l.log.Warn().Str("incident_id", id).
+			Msg("published incident is now marked invalid; it is no longer updated and DevLake has no delete: remove it by hand")
+	}
+	for _, r := range res.Rejected {
+		l.m.rejected.Inc()
+		l.log.Warn().Str("incident_id", r.IncidentID).Err(r.Err).Msg("incident skipped: its event is invalid")
+	}
+	if err != nil && ctx.Err() != nil {
+		return 0 // shutting down: an interrupted poll is not a failure
+	}
+	l.m.poll(outcome(err), took.Seconds())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.failures, l.failingSince, l.lastErr = 0, time.Time{}, nil
+		l.m.succeeded(float64(l.now().UnixMilli())/1000, res.Matched, res.OtherProduct, res.Invalid, res.InvalidPublished)
+		ev := l.log.Debug()
+		if len(res.Published) > 0 {
+			ev = l.log.Info()
+		}
+		ev.Int("listed", res.Listed).Int("matched", res.Matched).Int("published", len(res.Published)).
+			Dur("took", took).Msg("polled WebRCA")
+		return l.schedule.Next(0, false, 0, rand.Float64())
+	}
+	l.failures++
+	if l.failingSince.IsZero() {
+		l.failingSince = started
+	}
+	l.lastErr = err
+	l.m.failed(l.failures)
+	retryable, retryAfter := classify(err)
+	wait := l.schedule.Next(l.failures, retryable, retryAfter, rand.Float64())
+	l.log.Warn().Err(err).Str("outcome", outcome(err)).Int("consecutive_failures", l.failures).
+		Int("published", len(res.Published)).Dur("retry_in", wait).Msg("poll failed")
+	return wait
+}
+
+// ready fails while SSO rejects the credentials, or when polling has failed for unreadyAfter.
+func (l *pollLoop) ready(context.Context) error {
+	if err := l.tokens.Err(); err != nil {
+		return fmt.Errorf("SSO credentials rejected: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.failingSince.IsZero() && l.now().Sub(l.failingSince) >= l.unreadyAfter {
+		return fmt.Errorf("polling WebRCA has failed for %s (%d attempts): %w",
+			l.now().Sub(l.failingSince).Round(time.Second), l.failures, l.lastErr)
+	}
+	return nil
+}
+
+// outcome is the bounded polls_total label of a poll's result.
+func outcome(err error) string {
+	var we *webrca.Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, sso.ErrRejected):
+		return "token_rejected"
+	case errors.As(err, &we):
+		return string(we.Kind)
+	case errors.Is(err, poll.ErrPublish):
+		return "publish_error"
+	case errors.Is(err, poll.ErrState):
+		return "state_error"
+	}
+	return "error"
+}
+
+// classify says whether a failed poll is worth retrying before the full interval, and the
+// server's Retry-After.
+func classify(err error) (retryable bool, retryAfter time.Duration) {
+	var we *webrca.Error
+	if errors.As(err, &we) {
+		return we.Retryable(), we.RetryAfter
+	}
+	// NATS trouble (publish, KV) passes; retry soon.
+	return true, 0
 }
