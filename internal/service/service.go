@@ -40,6 +40,10 @@ type Spec[C any] struct {
 	// Env reads service-specific environment settings. Problems it records are reported together
 	// with the shared ones, before anything connects.
 	Env func(env *config.Env)
+	// Check validates the loaded configuration against the environment (for example: a source that
+	// is enabled but has no credentials). It runs before anything connects, so such a mistake fails
+	// at once instead of after the NATS connection is up.
+	Check func(cfg C) error
 	// Streams are provisioned at start (events.Stream*).
 	Streams []string
 	// Start wires handlers and background loops. It runs after NATS is connected and the streams
@@ -110,6 +114,11 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 	}
 	if err := env.Err(); err != nil {
 		return err
+	}
+	if spec.Check != nil {
+		if err := spec.Check(cfg); err != nil {
+			return err
+		}
 	}
 	log, err := logging.New(stdout, logLevel, spec.Name, spec.Version)
 	if err != nil {

@@ -25,9 +25,6 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 		d.Log.Info().Msg("WebRCA polling is disabled (webrca.enabled: false); nothing to do")
 		return nil
 	}
-	if err := creds.missing(); err != nil {
-		return err
-	}
 	httpClient := &http.Client{} // per-request timeouts come from contexts
 	var tokens *sso.Source
 	m := newMetrics(d.Registry, func() bool { return tokens != nil && tokens.Err() != nil })

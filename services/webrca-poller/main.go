@@ -35,6 +35,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Version:       version,
 		DefaultConfig: defaultRules,
 		Env:           creds.read,
+		Check: func(cfg rules) error {
+			if cfg.Webrca.Enabled {
+				return creds.missing()
+			}
+			return nil
+		},
 		Streams:       []string{events.StreamRaw, events.StreamDeadLetter},
 		Start: func(ctx context.Context, d *service.Deps[rules]) error {
 			return start(ctx, d, creds)
