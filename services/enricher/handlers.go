@@ -2,15 +2,244 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/doraflow/doraflow/internal/logging"
+	"github.com/doraflow/doraflow/internal/messaging"
 	"github.com/doraflow/doraflow/internal/service"
+	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/enricher/internal/enrich"
+	"github.com/doraflow/doraflow/services/enricher/internal/github"
 )
 
-// start wires the enricher. Enrichment arrives with the enricher issue; until then the service runs
-// its ops endpoints and reports its routing.
-func start(_ context.Context, d *service.Deps[rules]) error {
-	d.Log.Info().Str("global_project", d.Config.Integration.Devlake.ProjectID).
-		Int("teams", len(d.Config.Integration.Devlake.Teams)).
-		Msg("enrichment is configured but not implemented in this build")
+// KV buckets.
+const (
+	// bucketProcessed holds one key per enriched event ID, written after the enriched event was
+	// published; it outlives the raw stream's retention, so no redelivery is enriched twice.
+	bucketProcessed = "enricher-processed"
+	// bucketState holds deployment baselines and per-component production history.
+	bucketState = "enricher-state"
+	// bucketCache holds GitHub answers that are immutable by SHA.
+	bucketCache = "enricher-github-cache"
+)
+
+// Handler settings.
+const (
+	// deploymentAckWait covers a large first comparison with its pull-request batches. Work done
+	// before a timeout is cached, so a redelivery continues where the last attempt stopped.
+	deploymentAckWait = 2 * time.Minute
+)
+
+func start(ctx context.Context, d *service.Deps[rules], creds credentials) error {
+	m := newMetrics(d.Registry)
+	processed, err := d.Topology.EnsureKV(ctx, d.JS, messaging.KV{Bucket: bucketProcessed,
+		Description: "enricher: IDs of observed events already enriched", TTL: d.Topology.MaxAge})
+	if err != nil {
+		return err
+	}
+	state, err := d.Topology.EnsureKV(ctx, d.JS, messaging.KV{Bucket: bucketState,
+		Description: "enricher: deployment baselines and production history per component"})
+	if err != nil {
+		return err
+	}
+	cache, err := d.Topology.EnsureKV(ctx, d.JS, messaging.KV{Bucket: bucketCache,
+		Description: "enricher: GitHub answers, immutable by SHA", TTL: d.Config.Github.CacheTTL})
+	if err != nil {
+		return err
+	}
+	opts := github.Options{BaseURL: d.Config.Github.BaseURL, Token: creds.token.Reveal(),
+		Timeout: d.Config.Github.Timeout, Observer: m}
+	if creds.appID > 0 {
+		opts.App = &github.AppCredentials{AppID: creds.appID, InstallationID: creds.installationID,
+			PrivateKey: []byte(creds.appKey.Reveal())}
+	}
+	client, err := github.New(opts)
+	if err != nil {
+		return err
+	}
+	gh := github.NewCached(client, kvStore{kv: cache, miss: github.ErrCacheMiss}, m)
+	h := &handlers{
+		enr:  enrich.New(d.Config.enrichConfig(), gh, kvStore{kv: state, miss: enrich.ErrNotFound}, nil),
+		pub:  d.Publisher,
+		seen: processed,
+		m:    m,
+	}
+	// One deployment at a time, in stream order, across all replicas (MaxAckPending 1): each
+	// commit range starts where the previous deployment of the component ended, and while GitHub is
+	// down or the quota is spent, consumption pauses instead of reordering. Unlimited deliveries: an
+	// event is never dead-lettered because GitHub said no; only permanent errors are.
+	d.Router.Add(messaging.Handler{Name: handlerDeployment, Stream: events.StreamRaw,
+		Subject: events.SubjectDeploymentObserved, AckWait: deploymentAckWait, MaxDeliver: -1, MaxAckPending: 1},
+		messaging.Handle(h.enrichDeployment))
+	d.Router.Add(messaging.Handler{Name: handlerIncident, Stream: events.StreamRaw,
+		Subject: events.SubjectIncidentObserved}, messaging.Handle(h.enrichIncident))
+
+	base := d.Config.Github.BaseURL
+	if u, err := url.Parse(base); err == nil {
+		base = u.Redacted()
+	}
+	ev := d.Log.Info().Str("github_base_url", base).Str("github_auth", creds.mode()).
+		Str("global_project", d.Config.Integration.Devlake.ProjectID).
+		Int("teams", len(d.Config.Integration.Devlake.Teams)).Int("products", len(d.Config.Enricher.Products))
+	ev.Msg("enrichment configured")
+	if creds.mode() == "anonymous" {
+		d.Log.Warn().Msg("no GitHub credentials: anonymous requests are limited to 60 per hour")
+	}
 	return nil
+}
+
+// Handler names.
+const (
+	handlerDeployment = "enrich-deployment-on-observed"
+	handlerIncident   = "enrich-incident-on-observed"
+)
+
+type handlers struct {
+	enr  *enrich.Enricher
+	pub  *messaging.Publisher
+	seen jetstream.KeyValue
+	m    *metrics
+}
+
+// enrichDeployment publishes the DeploymentEnriched of one DeploymentObserved, once. The order is
+// what makes it exactly-once in effect: skip if the ID was processed; compute; publish (with the
+// same ID as Nats-Msg-Id, so a republish after a crash is dropped by JetStream); commit the
+// baselines; mark the ID processed. A crash anywhere before the mark recomputes the same event.
+func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObserved) error {
+	log := zerolog.Ctx(ctx)
+	if done, err := h.processed(ctx, in.ID); err != nil || done {
+		if done {
+			h.m.duplicate(kindDeployment)
+			log.Warn().Str(logging.FieldApplication, in.Application).Msg("deployment already enriched; skipped")
+		}
+		return err
+	}
+	plan, err := h.enr.Deployment(ctx, in)
+	if err != nil {
+		return classify(err)
+	}
+	if err := plan.Event.Validate(); err != nil {
+		// A bug, not a condition that passes: dead-letter it rather than block the ordered consumer.
+		return messaging.Permanent(err)
+	}
+	if err := h.pub.Publish(ctx, plan.Event); err != nil {
+		return err
+	}
+	if err := h.enr.Apply(ctx, plan); err != nil {
+		return err
+	}
+	if err := h.markProcessed(ctx, in.ID); err != nil {
+		return err
+	}
+	h.m.deploymentEnriched(plan.Event)
+	log.Debug().Str(logging.FieldApplication, in.Application).Int("commits", len(plan.Event.Commits)).
+		Strs("quality", flagStrings(plan.Event.Quality)).Msg("deployment enriched")
+	return nil
+}
+
+// enrichIncident publishes the IncidentEnriched of one IncidentObserved, once.
+func (h *handlers) enrichIncident(ctx context.Context, in events.IncidentObserved) error {
+	log := zerolog.Ctx(ctx)
+	if done, err := h.processed(ctx, in.ID); err != nil || done {
+		if done {
+			h.m.duplicate(kindIncident)
+			log.Warn().Str(logging.FieldIncidentID, in.IncidentID).Msg("incident already enriched; skipped")
+		}
+		return err
+	}
+	out, err := h.enr.Incident(ctx, in)
+	if err != nil {
+		return classify(err)
+	}
+	if err := out.Validate(); err != nil {
+		return messaging.Permanent(err)
+	}
+	if err := h.pub.Publish(ctx, out); err != nil {
+		return err
+	}
+	if err := h.markProcessed(ctx, in.ID); err != nil {
+		return err
+	}
+	h.m.incidentEnriched(out)
+	log.Debug().Str(logging.FieldIncidentID, in.IncidentID).Strs("quality", flagStrings(out.Quality)).Msg("incident enriched")
+	return nil
+}
+
+// classify marks errors that retrying cannot fix as permanent (dead-lettered with the reason).
+// GitHub outages and rate limits stay retryable: the event waits, it is never dropped.
+func classify(err error) error {
+	if enrich.IsPermanent(err) {
+		return messaging.Permanent(err)
+	}
+	return err
+}
+
+func (h *handlers) processed(ctx context.Context, id string) (bool, error) {
+	_, err := h.seen.Get(ctx, processedKey(id))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("check %s processed: %w", id, err)
+	}
+	return true, nil
+}
+
+// markProcessed records id with an atomic create; losing the race to another replica is fine.
+func (h *handlers) markProcessed(ctx context.Context, id string) error {
+	_, err := h.seen.Create(ctx, processedKey(id), []byte(time.Now().UTC().Format(time.RFC3339)))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("mark %s processed: %w", id, err)
+	}
+	return nil
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+// processedKey is the event ID when it is a valid KV key (doraflow's IDs are), else its hash.
+func processedKey(id string) string {
+	if plainKey.MatchString(id) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "sha256-" + hex.EncodeToString(sum[:])
+}
+
+func flagStrings(fs []events.QualityFlag) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// kvStore adapts a KV bucket to the Get/Put stores of internal/enrich and internal/github.
+type kvStore struct {
+	kv   jetstream.KeyValue
+	miss error // returned (wrapped) for absent keys
+}
+
+func (s kvStore) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%s: %w", key, s.miss)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
+}
+
+func (s kvStore) Put(ctx context.Context, key string, value []byte) error {
+	_, err := s.kv.Put(ctx, key, value)
+	return err
 }

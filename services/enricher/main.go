@@ -30,11 +30,15 @@ func main() {
 
 // run is the whole service; tests call it directly with their own context, environment and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var creds credentials
 	return service.Run(ctx, service.Spec[rules]{
 		Name:          "enricher",
 		Version:       version,
 		DefaultConfig: defaultRules,
+		Env:           creds.read,
 		Streams:       []string{events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter},
-		Start:         start,
+		Start: func(ctx context.Context, d *service.Deps[rules]) error {
+			return start(ctx, d, creds)
+		},
 	}, args, getenv, stdout)
 }

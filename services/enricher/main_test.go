@@ -1,10 +1,27 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
+	"github.com/doraflow/doraflow/internal/wait"
+	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/enricher/internal/github/githubtest"
 )
 
 func TestRunServesOpsEndpointsAndDrains(t *testing.T) {
@@ -17,3 +34,342 @@ func TestRunServesOpsEndpointsAndDrains(t *testing.T) {
 func TestVersion(t *testing.T) { servicetest.AssertVersion(t, run, "enricher") }
 
 func TestCheckConfig(t *testing.T) { servicetest.AssertConfigFiles(t, run) }
+
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newMetrics(reg)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestEnvironmentProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"token and app", map[string]string{"GITHUB_TOKEN": "x", "GITHUB_APP_ID": "1", "GITHUB_APP_INSTALLATION_ID": "2",
+			"GITHUB_APP_PRIVATE_KEY": "not a key"},
+			[]string{"GITHUB_TOKEN and GITHUB_APP_* are both set", "GITHUB_APP_PRIVATE_KEY: github app private key: no PEM block"}},
+		{"incomplete app", map[string]string{"GITHUB_APP_ID": "abc"},
+			[]string{`GITHUB_APP_ID="abc" is not a positive integer`, `GITHUB_APP_INSTALLATION_ID="" is not a positive integer`,
+				"GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_FILE is required"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			err := run(t.Context(), nil, func(k string) string { return tc.env[k] }, &out)
+			if err == nil {
+				t.Fatal("run succeeded, want environment problems")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "not a key") {
+				t.Errorf("error reveals the key: %v", err)
+			}
+		})
+	}
+}
+
+// pipeline is run() on an in-process JetStream and a fake GitHub.
+type pipeline struct {
+	t    *testing.T
+	gh   *githubtest.Server
+	repo *githubtest.Repo
+	js   jetstream.JetStream
+	svc  *servicetest.Service
+	seq  int
+}
+
+func startPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	ns := natstest.Start(t)
+	gh := githubtest.New(t)
+	gh.RequireToken("test-token")
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf(`integration:
+  devlake:
+    project_id: "1"
+    teams:
+      - name: payments
+        project_id: "2"
+        argocd_components: [checkout]
+github:
+  base_url: %q
+enricher:
+  products:
+    - name: Shop
+      components: [checkout]
+`, gh.URL())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, js := ns.Connect()
+	svc := servicetest.Start(t, run, map[string]string{"NATS_URL": ns.URL(), "GITHUB_TOKEN": "test-token"}, "--config", cfg)
+	return &pipeline{t: t, gh: gh, repo: gh.Repo("acme", "checkout"), js: js, svc: svc}
+}
+
+func (p *pipeline) deployment(cluster, sha string) events.DeploymentObserved {
+	p.seq++
+	return events.DeploymentObserved{
+		ID: events.DeploymentID("argocd", "uid-"+cluster, int64(p.seq)), Source: "argocd", Instance: "argocd",
+		Cluster: cluster, Namespace: "shop", Application: "checkout-" + cluster, Component: "checkout",
+		Environment: events.EnvironmentProduction, Kind: events.KindDeploy, Result: events.ResultSuccess,
+		FinishedAt: githubtest.Epoch.Add(time.Duration(p.seq) * time.Hour),
+		AppCommits: []events.CommitRef{{SHA: sha, RepoURL: "https://github.com/acme/checkout", Via: "image_tag"}},
+	}
+}
+
+// publish puts an observed event on the raw stream as a source would; msgID lets a test publish a
+// duplicate that JetStream itself does not drop.
+func (p *pipeline) publish(subject, msgID string, v any) {
+	p.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(nats.MsgIdHdr, msgID)
+	if _, err := p.js.PublishMsg(p.t.Context(), m); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// stored returns the bodies of every message on subject in stream, in order.
+func (p *pipeline) stored(stream, subject string) [][]byte {
+	p.t.Helper()
+	s, err := p.js.Stream(p.t.Context(), stream)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	info, err := s.Info(p.t.Context())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var out [][]byte
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(p.t.Context(), seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if m.Subject == subject {
+			out = append(out, m.Data)
+		}
+	}
+	return out
+}
+
+func (p *pipeline) deployments() []events.DeploymentEnriched {
+	var out []events.DeploymentEnriched
+	for _, b := range p.stored(events.StreamEnriched, events.SubjectDeploymentEnriched) {
+		var d events.DeploymentEnriched
+		if err := json.Unmarshal(b, &d); err != nil {
+			p.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func (p *pipeline) waitDeployments(n int) []events.DeploymentEnriched {
+	p.t.Helper()
+	var got []events.DeploymentEnriched
+	wait.For(p.t, 30*time.Second, func() error {
+		got = p.deployments()
+		if len(got) < n {
+			return fmt.Errorf("%d enriched deployments, want %d", len(got), n)
+		}
+		return nil
+	})
+	return got
+}
+
+func (p *pipeline) metric(line string) error {
+	_, body := p.svc.Get(p.t, "/metrics")
+	if !strings.Contains(body, line+"\n") {
+		return fmt.Errorf("/metrics has no line %q; GitHub requests:\n%s", line, enricherLines(body))
+	}
+	return nil
+}
+
+func shaList(cs []events.Commit) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.SHA)
+	}
+	return out
+}
+
+func TestEnrichesDeploymentsAndIncidentsOnce(t *testing.T) {
+	p := startPipeline(t)
+	r := p.repo
+	first := r.Push(1)[0]
+	d1 := p.deployment("eu", first)
+	p.publish(events.SubjectDeploymentObserved, d1.ID, d1)
+	squashed, pr := r.Squash(3)
+	merged, _ := r.Merge(2)
+	d2 := p.deployment("eu", r.Head())
+	p.publish(events.SubjectDeploymentObserved, d2.ID, d2)
+	d3 := p.deployment("us", r.Head()) // second cluster, same revision
+	p.publish(events.SubjectDeploymentObserved, d3.ID, d3)
+	// The same deployment again under another message ID: JetStream stores it, the enricher skips it.
+	p.publish(events.SubjectDeploymentObserved, "redelivered-by-a-restarted-watcher", d2)
+
+	got := p.waitDeployments(3)
+	wait.For(t, 10*time.Second, func() error { return p.metric(`doraflow_enricher_duplicates_skipped_total{kind="deployment"} 1`) })
+	if got := p.deployments(); len(got) != 3 {
+		t.Fatalf("%d enriched deployments, want 3 (one per distinct deployment)", len(got))
+	}
+	wantIDs := []string{d1.ID, d2.ID, d3.ID}
+	for i, d := range got {
+		if d.ID != wantIDs[i] {
+			t.Errorf("enriched[%d].id = %s, want %s", i, d.ID, wantIDs[i])
+		}
+	}
+	if diff := cmp.Diff([]string{first}, shaList(got[0].Commits)); diff != "" {
+		t.Errorf("first deployment commits (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(append(append([]string(nil), squashed...), merged...), shaList(got[1].Commits)); diff != "" {
+		t.Errorf("second deployment commits (-want +got):\n%s", diff)
+	}
+	if c := got[1].Commits[0]; c.PullRequest == nil || c.PullRequest.Number != pr {
+		t.Errorf("squash commit pull request = %+v, want #%d", c.PullRequest, pr)
+	}
+	if len(got[2].Commits) != 0 || len(got[2].Ranges) != 1 || got[2].Ranges[0].Status != events.CompareIdentical {
+		t.Errorf("second cluster: commits %d, ranges %+v; want none, identical", len(got[2].Commits), got[2].Ranges)
+	}
+	wantRouting := events.Routing{Teams: []string{"payments"}, Targets: []events.Target{
+		{Scope: events.ScopeGlobal, ProjectID: "1"}, {Scope: events.ScopeTeam, Team: "payments", ProjectID: "2"}}}
+	if diff := cmp.Diff(wantRouting, got[1].Routing); diff != "" {
+		t.Errorf("routing (-want +got):\n%s", diff)
+	}
+
+	// An incident after those deployments links the last one that finished before it opened.
+	inc := events.IncidentObserved{ID: "inc-test-1", Source: "webrca", IncidentID: "u1", Key: "ITN-1",
+		Change: events.IncidentOpened, Title: "checkout down", Status: "new", Products: []string{"Shop"},
+		CreatedAt: d3.FinishedAt.Add(time.Minute), ObservedAt: d3.FinishedAt.Add(2 * time.Minute), Fingerprint: "f1"}
+	p.publish(events.SubjectIncidentObserved, inc.ID, inc)
+	p.publish(events.SubjectIncidentObserved, "again", inc)
+	var incs []events.IncidentEnriched
+	wait.For(t, 20*time.Second, func() error {
+		incs = nil
+		for _, b := range p.stored(events.StreamEnriched, events.SubjectIncidentEnriched) {
+			var i events.IncidentEnriched
+			if err := json.Unmarshal(b, &i); err != nil {
+				return err
+			}
+			incs = append(incs, i)
+		}
+		if len(incs) != 1 {
+			return fmt.Errorf("%d enriched incidents, want 1", len(incs))
+		}
+		return p.metric(`doraflow_enricher_duplicates_skipped_total{kind="incident"} 1`)
+	})
+	wantLink := &events.DeploymentLink{DeploymentID: d3.ID, Component: "checkout", Environment: events.EnvironmentProduction,
+		FinishedAt: d3.FinishedAt, Reason: events.LinkLastProductionDeployment}
+	if diff := cmp.Diff(wantLink, incs[0].CausedBy); diff != "" {
+		t.Errorf("caused_by (-want +got):\n%s", diff)
+	}
+	for _, line := range []string{
+		`doraflow_enricher_enriched_total{kind="deployment"} 3`,
+		`doraflow_enricher_quality_flags_total{flag="first_deployment",kind="deployment"} 1`,
+		`doraflow_enricher_commit_ranges_total{status="identical"} 1`,
+		`doraflow_enricher_github_requests_total{endpoint="compare",outcome="ok"} 1`,
+		`doraflow_enricher_github_requests_total{endpoint="graphql_pull_requests",outcome="ok"} 2`,
+		`doraflow_enricher_github_rate_limit_remaining{resource="core"} 5000`,
+	} {
+		if err := p.metric(line); err != nil {
+			t.Error(err)
+		}
+	}
+	p.svc.Stop(t)
+}
+
+// GitHub answers 503 for a while, then its quota runs out until a reset: deployments wait, in
+// order, and every one is enriched exactly once afterwards; nothing is dead-lettered.
+func TestGitHubOutageDelaysButLosesNothing(t *testing.T) {
+	p := startPipeline(t)
+	r := p.repo
+	d1 := p.deployment("eu", r.Push(1)[0])
+	p.publish(events.SubjectDeploymentObserved, d1.ID, d1)
+	p.waitDeployments(1)
+
+	// Six 503s (two deliveries of three attempts each), then a spent quota that resets in a few
+	// seconds: the fake serves injected faults first, then enforces the quota.
+	p.gh.FailNext(6, githubtest.ServerError)
+	reset := time.Now().Add(5 * time.Second).Truncate(time.Second)
+	p.gh.SetQuota("core", 5000, 0, reset)
+	var want [][]string
+	var sent []events.DeploymentObserved
+	for i := 0; i < 3; i++ {
+		s, _ := r.Squash(2)
+		want = append(want, s)
+		d := p.deployment("eu", r.Head())
+		sent = append(sent, d)
+		p.publish(events.SubjectDeploymentObserved, d.ID, d)
+	}
+	wait.For(t, 20*time.Second, func() error {
+		if n := p.gh.PendingFaults(); n > 0 {
+			return fmt.Errorf("%d 503s still to serve", n)
+		}
+		return nil
+	})
+	if got := p.deployments(); len(got) != 1 {
+		t.Fatalf("%d enriched deployments during the outage, want 1 (the one before it)", len(got))
+	}
+
+	got := p.waitDeployments(4)[1:]
+	if len(got) != 3 {
+		t.Fatalf("%d enriched deployments after the outage, want 3", len(got))
+	}
+	for i, d := range got {
+		if d.ID != sent[i].ID {
+			t.Errorf("enriched[%d] = %s, want %s (stream order)", i, d.ID, sent[i].ID)
+		}
+		if diff := cmp.Diff(want[i], shaList(d.Commits)); diff != "" {
+			t.Errorf("deployment %d commits (-want +got):\n%s", i, diff)
+		}
+		// The 503s carried X-RateLimit-Remaining: 0, so the client waited for the reset instead of
+		// spending requests on certain 403s.
+		if d.EnrichedAt.Before(reset) {
+			t.Errorf("deployment %d enriched at %v, before the quota reset at %v", i, d.EnrichedAt, reset)
+		}
+	}
+	if n := p.gh.Statuses()[http.StatusForbidden]; n != 0 {
+		t.Errorf("GitHub answered 403 %d times; the client should have waited for the reset", n)
+	}
+	if dlq := p.stored(events.StreamDeadLetter, events.DeadLetterSubject("enricher")); len(dlq) != 0 {
+		t.Errorf("%d dead letters, want none: %s", len(dlq), dlq[0])
+	}
+	for _, line := range []string{
+		`doraflow_enricher_github_requests_total{endpoint="compare",outcome="server_error"} 6`,
+		`doraflow_enricher_enriched_total{kind="deployment"} 4`,
+	} {
+		if err := p.metric(line); err != nil {
+			t.Error(err)
+		}
+	}
+	p.svc.Stop(t)
+}
+
+func enricherLines(body string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "doraflow_enricher_github_requests_total") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/enricher/internal/github"
+)
+
+const (
+	namespace = "doraflow"
+	subsystem = "enricher"
+)
+
+// Kinds of enriched events, the values of the kind label.
+const (
+	kindDeployment = "deployment"
+	kindIncident   = "incident"
+)
+
+var qualityFlags = []events.QualityFlag{
+	events.QualityFirstDeployment, events.QualityNoAppSHA, events.QualityUnknownRepo, events.QualityRepoNotFound,
+	events.QualityRepoForbidden, events.QualityDivergedHistory, events.QualityBehind, events.QualityNoTeam,
+	events.QualityUnknownEnvironment, events.QualityNoLinkedDeployment,
+}
+
+// metrics are the enricher's own metrics. It implements github.Observer and github.CacheObserver.
+type metrics struct {
+	githubRequests *prometheus.CounterVec
+	rateRemaining  *prometheus.GaugeVec
+	rateReset      *prometheus.GaugeVec
+	cacheLookups   *prometheus.CounterVec
+	enriched       *prometheus.CounterVec
+	quality        *prometheus.CounterVec
+	ranges         *prometheus.CounterVec
+	commits        prometheus.Counter
+	duplicates     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	name := func(n string) string { return prometheus.BuildFQName(namespace, subsystem, n) }
+	m := &metrics{
+		githubRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("github_requests_total"),
+			Help: "Requests to GitHub by endpoint and outcome (deferred: not sent, the quota is known to be spent)."},
+			[]string{"endpoint", "outcome"}),
+		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("github_rate_limit_remaining"),
+			Help: "Requests left in GitHub's rate-limit window, by resource (core, graphql), from the last response."},
+			[]string{"resource"}),
+		rateReset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("github_rate_limit_reset_timestamp_seconds"),
+			Help: "When GitHub's rate-limit window resets, by resource, as a Unix time."}, []string{"resource"}),
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("github_cache_lookups_total"),
+			Help: "Lookups in the GitHub answer cache by kind (compare, commit, pull_request) and result (hit, miss)."},
+			[]string{"kind", "result"}),
+		enriched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("enriched_total"),
+			Help: "Enriched events published, by kind (deployment, incident)."}, []string{"kind"}),
+		quality: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("quality_flags_total"),
+			Help: "Data-quality flags raised on published events, by kind and flag."}, []string{"kind", "flag"}),
+		ranges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("commit_ranges_total"),
+			Help: "Commit ranges computed for deployments, by compare status (ahead, identical, behind, diverged, first)."},
+			[]string{"status"}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{Name: name("commits_total"),
+			Help: "Commits attributed to deployments."}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("duplicates_skipped_total"),
+			Help: "Observed events skipped because they were already enriched, by kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(m.githubRequests, m.rateRemaining, m.rateReset, m.cacheLookups, m.enriched, m.quality,
+		m.ranges, m.commits, m.duplicates)
+	for _, k := range []string{kindDeployment, kindIncident} {
+		m.enriched.WithLabelValues(k)
+		m.duplicates.WithLabelValues(k)
+	}
+	for _, f := range qualityFlags {
+		m.quality.WithLabelValues(kindDeployment, string(f))
+	}
+	m.quality.WithLabelValues(kindIncident, string(events.QualityNoTeam))
+	m.quality.WithLabelValues(kindIncident, string(events.QualityNoLinkedDeployment))
+	for _, s := range []events.CompareStatus{events.CompareAhead, events.CompareIdentical, events.CompareBehind,
+		events.CompareDiverged, events.CompareFirst} {
+		m.ranges.WithLabelValues(string(s))
+	}
+	for _, k := range []string{github.CacheCompare, github.CacheCommit, github.CachePullRequest} {
+		m.cacheLookups.WithLabelValues(k, "hit")
+		m.cacheLookups.WithLabelValues(k, "miss")
+	}
+	return m
+}
+
+// Call implements github.Observer.
+func (m *metrics) Call(endpoint, outcome string) {
+	m.githubRequests.WithLabelValues(endpoint, outcome).Inc()
+}
+
+// RateLimit implements github.Observer.
+func (m *metrics) RateLimit(resource string, remaining int, reset time.Time) {
+	m.rateRemaining.WithLabelValues(resource).Set(float64(remaining))
+	m.rateReset.WithLabelValues(resource).Set(float64(reset.Unix()))
+}
+
+// CacheLookup implements github.CacheObserver.
+func (m *metrics) CacheLookup(kind string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cacheLookups.WithLabelValues(kind, result).Inc()
+}
+
+func (m *metrics) deploymentEnriched(d events.DeploymentEnriched) {
+	m.enriched.WithLabelValues(kindDeployment).Inc()
+	for _, f := range d.Quality {
+		m.quality.WithLabelValues(kindDeployment, string(f)).Inc()
+	}
+	for _, r := range d.Ranges {
+		m.ranges.WithLabelValues(string(r.Status)).Inc()
+	}
+	m.commits.Add(float64(len(d.Commits)))
+}
+
+func (m *metrics) incidentEnriched(i events.IncidentEnriched) {
+	m.enriched.WithLabelValues(kindIncident).Inc()
+	for _, f := range i.Quality {
+		m.quality.WithLabelValues(kindIncident, string(f)).Inc()
+	}
+}
+
+func (m *metrics) duplicate(kind string) { m.duplicates.WithLabelValues(kind).Inc() }
