@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -531,5 +532,37 @@ func TestUnsettledLastDeliveryIsDeadLettered(t *testing.T) {
 		t.Errorf("handler called %d times, want 2 (MaxDeliver)", got)
 	}
 	close(release)
+	run.stop(t)
+}
+
+func TestRetryAfterRedeliversAfterTheAskedDelayWithoutInProcessRetries(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var seen []time.Time
+	var delivered []int
+	run := h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "limited-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved,
+			MaxDeliver: -1, Retries: 3, RetryInterval: time.Millisecond},
+			func(msg *message.Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, time.Now())
+				delivered = append(delivered, deliveries(msg))
+				if len(seen) == 1 {
+					return RetryAfter(errors.New("rate limited until reset"), 400*time.Millisecond)
+				}
+				return nil
+			})
+	})
+	h.publishJSON(events.SubjectDeploymentObserved, "m-1", `{"n":1}`)
+	wait.For(t, 10*time.Second, h.settled("svc-limited-on-observed", events.StreamRaw, 1))
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]int{1, 2}, delivered); diff != "" {
+		t.Fatalf("deliveries (-want +got): %s (a delayed error must skip in-process retries)", diff)
+	}
+	if gap := seen[1].Sub(seen[0]); gap < 400*time.Millisecond {
+		t.Errorf("redelivered after %s, before the asked 400ms", gap)
+	}
 	run.stop(t)
 }

@@ -128,7 +128,10 @@ func (r *Router) Add(h Handler, fn HandlerFunc) {
 		Multiplier:          2,
 		RandomizationFactor: 0.2,
 		MaxElapsedTime:      h.AckWait / 2,
-		ShouldRetry:         func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+		ShouldRetry: func(p middleware.RetryParams) bool {
+			_, delayed := retryDelay(p.Err)
+			return !IsPermanent(p.Err) && !delayed
+		},
 		ResetContextOnRetry: true,
 	}.Middleware, recoverPanics)
 }
@@ -259,6 +262,9 @@ func (r *Router) deadLetter(h Handler, durable string) message.HandlerMiddleware
 			n := deliveries(msg)
 			last := h.MaxDeliver > 0 && n >= h.MaxDeliver
 			if !IsPermanent(err) && !last {
+				if d, ok := retryDelay(err); ok {
+					msg.Metadata.Set(metaNakDelay, strconv.FormatInt(int64(d), 10))
+				}
 				return produced, err
 			}
 			reason := err.Error()
@@ -391,6 +397,35 @@ func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// retryAfterError asks for the message to be redelivered after a delay.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e retryAfterError) Error() string { return e.err.Error() }
+func (e retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter marks err as retryable after d: the message skips in-process retries and is nacked
+// with that delay (for example until a rate limit resets) instead of the exponential backoff. It
+// still counts as a delivery; handlers that may wait long use MaxDeliver -1.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return retryAfterError{err: err, after: max(d, 0)}
+}
+
+func retryDelay(err error) (time.Duration, bool) {
+	var r retryAfterError
+	if errors.As(err, &r) {
+		return r.after, true
+	}
+	return 0, false
+}
+
+const metaNakDelay = "_doraflow_nak_delay"
 
 // Validator is implemented by events that can check themselves (every events type).
 type Validator interface{ Validate() error }

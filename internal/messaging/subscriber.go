@@ -220,6 +220,9 @@ func (s *subscriber) deliver(ctx context.Context, jm jetstream.Msg, b binding, o
 		if meta, err := jm.Metadata(); err == nil {
 			delay = s.nak.WaitTime(meta.NumDelivered)
 		}
+		if asked, err := strconv.ParseInt(m.Metadata.Get(metaNakDelay), 10, 64); err == nil {
+			delay = time.Duration(asked) // the handler said when retrying makes sense (RetryAfter)
+		}
 		if err := jm.NakWithDelay(delay); err != nil {
 			log.Warn().Err(err).Str("message_id", m.UUID).Msg("nak not sent; the message will be redelivered after AckWait")
 		}

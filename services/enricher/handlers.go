@@ -176,9 +176,15 @@ func (h *handlers) enrichIncident(ctx context.Context, in events.IncidentObserve
 
 // classify marks errors that retrying cannot fix as permanent (dead-lettered with the reason).
 // GitHub outages and rate limits stay retryable: the event waits, it is never dropped.
+// A spent GitHub quota is retried when it resets, not on the generic backoff.
 func classify(err error) error {
 	if enrich.IsPermanent(err) {
 		return messaging.Permanent(err)
+	}
+	var rl *github.RateLimitedError
+	if errors.As(err, &rl) {
+		// A second past the reset, so the first retry does not meet the old limit; at most an hour.
+		return messaging.RetryAfter(err, min(rl.RetryAfter(time.Now())+time.Second, time.Hour))
 	}
 	return err
 }
