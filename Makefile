@@ -19,12 +19,14 @@ all: build
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-build: ## build bin/<service> for each service, version stamped
+build: ## build bin/<service> for each service and bin/doraflow (the ops CLI), version stamped
 	@mkdir -p bin
 	@for s in $(SERVICES); do \
 		echo "build bin/$$s ($(VERSION))"; \
 		go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/$$s ./services/$$s; \
 	done
+	@echo "build bin/doraflow ($(VERSION))"
+	@go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/doraflow ./cmd/doraflow
 
 IMAGE_REPO ?= ghcr.io/doraflow
 images: ## one image per service from the shared Dockerfile (needs a Docker engine)
@@ -42,8 +44,8 @@ test: ## every test in every module, with -race; builds (or reuses) kube-apiserv
 test-short: ## unit tests only (-short), for the inner loop
 	@for m in $(MODULES); do (cd $$m && $(GOTEST) -short -count=1 ./...); done
 
-run: build ## the whole pipeline on a local NATS server (Ctrl-C stops everything)
-	@hack/run-local.sh
+run: build ## the whole pipeline on an embedded NATS server at 127.0.0.1:4222 (Ctrl-C stops everything)
+	@bin/doraflow local
 
 bench: ## benchmarks of every module, reported as numbers
 	@for m in $(MODULES); do \

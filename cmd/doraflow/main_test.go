@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/doraflow/doraflow/internal/messaging"
+	"github.com/doraflow/doraflow/internal/natstest"
+	"github.com/doraflow/doraflow/internal/wait"
+	"github.com/doraflow/doraflow/pkg/events"
+)
+
+func cli(t *testing.T, natsURL string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(t.Context(), args, func(k string) string {
+		if k == "NATS_URL" {
+			return natsURL
+		}
+		return ""
+	}, &out)
+	return out.String(), err
+}
+
+// TestReplayedDeadLetterIsProcessed dead-letters a message while its handler's dependency is
+// broken, lists it, replays it with the CLI once the dependency works, and sees it processed.
+func TestReplayedDeadLetterIsProcessed(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect()
+	topo := messaging.Topology{Replicas: 1, MaxAge: time.Hour, DeadLetterMaxAge: time.Hour, Duplicates: time.Minute}
+	if err := topo.EnsureStreams(t.Context(), js, events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter); err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	broken.Store(true)
+	var processed atomic.Int32
+	r, err := messaging.NewRouter(messaging.RouterConfig{Service: "devlake-sink"}, js, zerolog.Nop(),
+		messaging.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Add(messaging.Handler{Name: "post-deployment-on-enriched", Stream: events.StreamEnriched, Subject: events.SubjectDeploymentEnriched},
+		messaging.Handle(func(ctx context.Context, in events.DeploymentEnriched) error {
+			if broken.Load() {
+				return messaging.Permanent(errors.New("DevLake answered 400: environment is invalid"))
+			}
+			processed.Add(1)
+			return nil
+		}))
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(context.WithoutCancel(t.Context())) }()
+	<-r.Running()
+	t.Cleanup(func() { _ = r.Close() })
+
+	nc, _ := srv.Connect()
+	pub, err := messaging.NewPublisher(nc, "enricher", zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events.DeploymentEnriched{DeploymentObserved: events.DeploymentObserved{ID: events.DeploymentID("hub", "uid", 7),
+		Source: "argocd", Application: "checkout", Component: "checkout", Environment: events.EnvironmentProduction,
+		Kind: events.KindDeploy, Result: events.ResultSuccess, FinishedAt: time.Date(2026, 3, 10, 14, 0, 0, 0, time.UTC)},
+		Routing: events.Routing{Targets: []events.Target{{Scope: events.ScopeGlobal, ProjectID: "1"}}}}
+	if err := pub.Publish(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 10*time.Second, func() error {
+		out, err := cli(t, srv.URL(), "dlq", "list")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "DevLake answered 400: environment is invalid") {
+			return fmt.Errorf("dlq list:\n%s", out)
+		}
+		return nil
+	})
+	out, err := cli(t, srv.URL(), "status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"DORAFLOW_ENRICHED", "devlake-sink-post-deployment-on-enriched", "DEAD LETTERS", "devlake-sink  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status misses %q:\n%s", want, out)
+		}
+	}
+	if out, err := cli(t, srv.URL(), "dlq", "replay"); err == nil || !strings.Contains(err.Error(), "--all") {
+		t.Errorf("replay without a selection = %v\n%s", err, out)
+	}
+
+	broken.Store(false)
+	out, err = cli(t, srv.URL(), "dlq", "replay", "--all", "--service", "devlake-sink")
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "1 of 1 dead letters replayed") {
+		t.Errorf("replay output:\n%s", out)
+	}
+	wait.For(t, 10*time.Second, func() error {
+		if processed.Load() != 1 {
+			return fmt.Errorf("processed %d, want 1", processed.Load())
+		}
+		return nil
+	})
+	if out, _ := cli(t, srv.URL(), "dlq", "list"); !strings.Contains(out, "No dead letters.") {
+		t.Errorf("the replayed message is still in the DLQ:\n%s", out)
+	}
+	if out, err := cli(t, srv.URL(), "dlq", "replay", "--seq", "99"); err == nil || !strings.Contains(err.Error(), "no dead letter with seq 99") {
+		t.Errorf("replay of a missing seq = %v\n%s", err, out)
+	}
+}
+
+func TestUsageAndUnknownCommand(t *testing.T) {
+	out, err := cli(t, "", "help")
+	if err != nil || !strings.Contains(out, "doraflow dlq replay") {
+		t.Errorf("help = %v\n%s", err, out)
+	}
+	if _, err := cli(t, "", "frobnicate"); err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Errorf("unknown command = %v", err)
+	}
+	if out, err := cli(t, "", "version"); err != nil || !strings.HasPrefix(out, "doraflow ") {
+		t.Errorf("version = %v %q", err, out)
+	}
+}
+
+// TestLocalRunsThePipelineAndStopsCleanly builds the five services, runs `doraflow local` with no
+// external configuration, and requires every service ready, every disabled source named, and a
+// clean stop when the context is cancelled (Ctrl-C).
+func TestLocalRunsThePipelineAndStopsCleanly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the five service binaries")
+	}
+	bin := t.TempDir()
+	for _, s := range services {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, s), ".")
+		cmd.Dir = filepath.Join("..", "..", "services", s)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", s, err, out)
+		}
+	}
+	run := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &syncBuf{b: &bytes.Buffer{}}
+	ready := make(chan map[string]string, 1)
+	done := make(chan error, 1)
+	home := t.TempDir() // no ~/.kube/config: Argo CD stays disabled
+	go func() {
+		done <- runLocal(ctx, []string{"--bin", bin, "--data", filepath.Join(run, "nats"), "--logs", filepath.Join(run, "logs"),
+			"--nats", "127.0.0.1:0", "--ops-port", "0"},
+			func(k string) string { return map[string]string{"HOME": home, "PATH": os.Getenv("PATH")}[k] }, out,
+			func(_ string, ops map[string]string) { ready <- ops })
+	}()
+	select {
+	case ops := <-ready:
+		if len(ops) != 5 {
+			t.Errorf("ops endpoints %v, want 5", ops)
+		}
+	case err := <-done:
+		t.Fatalf("local stopped before it was ready: %v\n%s", err, out.String())
+	case <-time.After(90 * time.Second):
+		t.Fatalf("not ready within 90s\n%s", out.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("local returned %v after Ctrl-C\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("local did not stop within 30s of Ctrl-C")
+	}
+	text := out.String()
+	for _, want := range []string{"argocd-watcher: disabled", "webrca-poller: disabled", "devlake-sink: disabled",
+		"enricher: no GITHUB_TOKEN", "NATS JetStream", "doraflow is running", "stopped"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output misses %q:\n%s", want, text)
+		}
+	}
+	for _, s := range services {
+		b, err := os.ReadFile(filepath.Join(run, "logs", s+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"message":"stopped"`) {
+			t.Errorf("%s did not log a clean stop:\n%s", s, b)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
