@@ -21,7 +21,7 @@ import (
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
 	"github.com/doraflow/doraflow/pkg/events"
-	"github.com/doraflow/doraflow/services/enricher/internal/github/githubtest"
+	"github.com/doraflow/doraflow/internal/githubtest"
 )
 
 func TestRunServesOpsEndpointsAndDrains(t *testing.T) {

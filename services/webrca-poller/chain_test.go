@@ -23,7 +23,7 @@ import (
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/poll"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca"
-	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca/webrcatest"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 )
 
 func newTestRegistry() *prometheus.Registry {

@@ -20,7 +20,7 @@ import (
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
 	"github.com/doraflow/doraflow/pkg/events"
-	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca/webrcatest"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 )
 
 var t0 = time.Date(2026, 3, 10, 15, 20, 0, 412733000, time.UTC)

@@ -11,7 +11,7 @@ import (
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/enricher/internal/enrich"
 	"github.com/doraflow/doraflow/services/enricher/internal/github"
-	"github.com/doraflow/doraflow/services/enricher/internal/github/githubtest"
+	"github.com/doraflow/doraflow/internal/githubtest"
 )
 
 // The replay scenario: a realistic deployment history, generated deterministically.

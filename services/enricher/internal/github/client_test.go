@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/doraflow/doraflow/services/enricher/internal/github"
-	"github.com/doraflow/doraflow/services/enricher/internal/github/githubtest"
+	"github.com/doraflow/doraflow/internal/githubtest"
 )
 
 type observer struct {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/doraflow/doraflow/internal/config"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
-	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca/webrcatest"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 )
 
 const (

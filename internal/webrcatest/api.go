@@ -59,9 +59,15 @@ type API struct {
 // NewAPI starts a fake API. Page sizes above 100 are rejected, like OCM-style APIs do.
 func NewAPI(t testing.TB, sso *SSO) *API {
 	t.Helper()
+	a := StartAPI(sso)
+	t.Cleanup(a.Close)
+	return a
+}
+
+// StartAPI starts a fake API on a loopback port, for demos and end-to-end runs; Close stops it.
+func StartAPI(sso *SSO) *API {
 	a := &API{sso: sso, products: map[string][]string{}, maxSize: 100}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
-	t.Cleanup(a.srv.Close)
 	return a
 }
 

@@ -79,12 +79,21 @@ type appConfig struct {
 
 // New starts a fake GitHub, closed when the test ends.
 func New(t testing.TB) *Server {
+	s := Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake GitHub on a loopback port, for demos and end-to-end runs; Close stops it.
+func Start() *Server {
 	s := &Server{repos: map[string]*Repo{}, calls: map[string]int{}, status: map[int]int{}, quotas: map[string]*quota{},
 		tokens: map[string]bool{}, now: time.Now}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
 	return s
 }
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
 
 // URL returns the REST root with its trailing slash, ready for go-github's BaseURL.
 func (s *Server) URL() string { return s.srv.URL + "/" }

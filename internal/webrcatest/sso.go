@@ -50,13 +50,22 @@ type Failure struct {
 // access tokens living 900 s (Red Hat SSO's lifetime).
 func NewSSO(t testing.TB) *SSO {
 	t.Helper()
+	s := StartSSO()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// StartSSO starts the fake on a loopback port, for demos and end-to-end runs; Close stops it.
+func StartSSO() *SSO {
 	s := &SSO{publicClient: "cloud-services", clients: map[string]string{}, refresh: map[string]bool{},
 		scopes: map[string]bool{"openid": true, "api.ocm": true, "profile": true}, expiresIn: 900,
 		issued: map[string]bool{}, exchanges: map[string]int{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
 	return s
 }
+
+// Close stops the server.
+func (s *SSO) Close() { s.srv.Close() }
 
 // URL is the token endpoint.
 func (s *SSO) URL() string { return s.srv.URL + TokenPath }
