@@ -21,11 +21,11 @@ type Env struct {
 
 // EnvVar describes one environment variable a service reads.
 type EnvVar struct {
-	Name     string
-	Default  string
-	Required bool
-	Secret   bool
-	Usage    string
+	Name     string `json:"name"`
+	Default  string `json:"default,omitempty"`
+	Required bool   `json:"required,omitempty"`
+	Secret   bool   `json:"secret,omitempty"`
+	Usage    string `json:"usage"`
 }
 
 // NewEnv returns an Env reading from getenv (os.Getenv in production, a map in tests).

@@ -15,6 +15,8 @@ type Flags struct {
 	CheckConfig string
 	// Version asks to print the version and exit (--version).
 	Version bool
+	// Reference asks to print the configuration reference as JSON and exit (--config-reference).
+	Reference bool
 }
 
 // ErrHelp is returned when --help was asked for; the usage has been printed and the process should
@@ -30,6 +32,7 @@ func ParseFlags(name string, args []string, out io.Writer, env []EnvVar, extra f
 	fs.StringVar(&f.ConfigPath, "config", "", "behaviour `file` (YAML); built-in defaults when empty")
 	fs.StringVar(&f.CheckConfig, "check-config", "", "validate the YAML `file`, print every problem, exit 0 or 1")
 	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
+	fs.BoolVar(&f.Reference, "config-reference", false, "print the environment variables and YAML defaults as JSON and exit")
 	if extra != nil {
 		extra(fs)
 	}

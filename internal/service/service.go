@@ -8,6 +8,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/doraflow/doraflow/internal/config"
@@ -100,6 +102,9 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 	}
 	if flags.CheckConfig != "" {
 		return checkConfig(flags.CheckConfig, spec.DefaultConfig(), stdout)
+	}
+	if flags.Reference {
+		return reference(spec.Name, env.Documented, spec.DefaultConfig(), stdout)
 	}
 
 	cfg := spec.DefaultConfig()
@@ -238,6 +243,28 @@ func drainConn(nc *nats.Conn, grace time.Duration, log zerolog.Logger) {
 		log.Warn().Dur("grace", grace).Msg("NATS drain did not finish; closing")
 		nc.Close()
 	}
+}
+
+// Reference is what --config-reference prints: the service's environment variables and its
+// built-in YAML configuration. docs/configuration.md is generated from it (test/e2e).
+type Reference struct {
+	Service  string          `json:"service"`
+	Env      []config.EnvVar `json:"env"`
+	Defaults map[string]any  `json:"defaults"`
+}
+
+func reference[C any](name string, env []config.EnvVar, cfg C, out io.Writer) error {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("marshal defaults: %w", err)
+	}
+	var defaults map[string]any
+	if err := yaml.Unmarshal(b, &defaults); err != nil {
+		return fmt.Errorf("unmarshal defaults: %w", err)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(Reference{Service: name, Env: env, Defaults: defaults})
 }
 
 func checkConfig[C any](path string, cfg C, out io.Writer) error {
