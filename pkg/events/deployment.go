@@ -99,8 +99,9 @@ type DeploymentObserved struct {
 // ArgoCDRef identifies the Argo CD objects behind a deployment.
 type ArgoCDRef struct {
 	UID string `json:"uid"`
-	// HistoryID is the status.history id; zero for failed operations.
-	HistoryID          int64     `json:"history_id,omitempty"`
+	// HistoryID is the status.history id (Argo CD counts from 0, so it is always sent). A failed
+	// operation adds no history entry: its HistoryID is 0 and its result is failure.
+	HistoryID          int64     `json:"history_id"`
 	OperationStartedAt time.Time `json:"operation_started_at,omitzero"`
 	Project            string    `json:"project,omitempty"`
 	// Phase is the final phase of the sync operation (Succeeded, Failed, Error).
