@@ -33,7 +33,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Name:          "devlake-sink",
 		Version:       version,
 		DefaultConfig: defaultRules,
+		Env:           documentEnv,
 		Streams:       []string{events.StreamEnriched, events.StreamDeadLetter},
-		Start:         start,
+		Start:         starter(getenv),
 	}, args, getenv, stdout)
 }

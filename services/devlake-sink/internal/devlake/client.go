@@ -1,0 +1,195 @@
+package devlake
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/doraflow/doraflow/internal/config"
+)
+
+// Kind is what a post writes: the last segment of the webhook path.
+type Kind string
+
+// Kinds.
+const (
+	KindDeployments Kind = "deployments"
+	KindIssues      Kind = "issues"
+)
+
+// Class is how the sink must react to an answer (devlake-webhook.md §4).
+type Class int
+
+// Classes.
+const (
+	// ClassRetryable: 408, 425, 428, 429, 5xx, a 200 without success:true, resets and timeouts. Posts
+	// are upserts, so repeating one is safe.
+	ClassRetryable Class = iota
+	// ClassPermanent: 400, 404 and other 4xx. The same request would fail again; DevLake's answer
+	// says why.
+	ClassPermanent
+	// ClassConfig: 401 and 403, a missing, wrong, expired or out-of-scope key. Retrying helps only
+	// after an operator fixes the key, so it is retried slowly and reported loudly.
+	ClassConfig
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassPermanent:
+		return "permanent"
+	case ClassConfig:
+		return "config_error"
+	default:
+		return "retryable"
+	}
+}
+
+// Error is a failed post.
+type Error struct {
+	Class Class
+	// Status is the HTTP status; 0 when no answer arrived.
+	Status int
+	// Message is DevLake's answer (its message field, or the raw body), at most 1 KiB.
+	Message string
+	// RetryAfter is the server's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	// Err is the transport error when no answer arrived.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("DevLake unreachable: %v", e.Err)
+	}
+	if e.Message == "" {
+		return fmt.Sprintf("DevLake answered %d", e.Status)
+	}
+	return fmt.Sprintf("DevLake answered %d: %s", e.Status, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err: the class of an *Error it wraps, retryable for anything else.
+func ClassOf(err error) Class {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	return ClassRetryable
+}
+
+// Client posts to one DevLake.
+type Client struct {
+	base string
+	http *http.Client
+	ua   string
+}
+
+// New returns a client for baseURL: https://<host>/api through config-ui, or http://<lake>:8080 on
+// the backend port. Every request is bounded by timeout.
+func New(baseURL string, timeout time.Duration, userAgent string) (*Client, error) {
+	base := strings.TrimRight(strings.TrimSpace(baseURL), "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return nil, fmt.Errorf("DevLake base URL %q is not an http(s) URL", baseURL)
+	}
+	return &Client{base: base, http: &http.Client{Timeout: timeout}, ua: userAgent}, nil
+}
+
+// URL returns the key-checked webhook URL of a connection: {base}/rest/plugins/webhook/connections/{id}/{kind}.
+func (c *Client) URL(conn uint64, kind Kind) string {
+	return fmt.Sprintf("%s/rest/plugins/webhook/connections/%d/%s", c.base, conn, kind)
+}
+
+// Post sends one body to a connection with its key, once. It returns nil only for 200 with
+// success:true; any other outcome is an *Error with its class.
+func (c *Client) Post(ctx context.Context, kind Kind, conn uint64, key config.Secret, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL(conn, kind), bytes.NewReader(body))
+	if err != nil {
+		return &Error{Class: ClassPermanent, Err: fmt.Errorf("build request: %w", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+key.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// The URL holds no credentials; the key travels in a header that errors never show.
+		return &Error{Class: ClassRetryable, Err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return &Error{Class: ClassRetryable, Status: resp.StatusCode, Err: fmt.Errorf("read answer: %w", err)}
+	}
+	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+}
+
+type answer struct {
+	Success *bool  `json:"success"`
+	Message string `json:"message"`
+}
+
+func classify(status int, retryAfter string, raw []byte) error {
+	msg := message(raw)
+	if status == http.StatusOK {
+		var a answer
+		if err := json.Unmarshal(raw, &a); err == nil && a.Success != nil && *a.Success {
+			return nil
+		}
+		return &Error{Class: ClassRetryable, Status: status, Message: "200 without success:true: " + msg}
+	}
+	e := &Error{Status: status, Message: msg}
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		e.Class = ClassConfig
+	case status == http.StatusRequestTimeout, status == http.StatusTooEarly, status == http.StatusPreconditionRequired,
+		status == http.StatusTooManyRequests, status >= 500:
+		e.Class = ClassRetryable
+		e.RetryAfter = parseRetryAfter(retryAfter, time.Now())
+	default:
+		e.Class = ClassPermanent
+	}
+	return e
+}
+
+// message extracts DevLake's explanation: the message field of a JSON answer, a bare JSON string
+// (the issues endpoint's 400s), or the raw text, cut to 1 KiB.
+func message(raw []byte) string {
+	var a answer
+	var s string
+	switch {
+	case json.Unmarshal(raw, &a) == nil && a.Message != "":
+		s = a.Message
+	case json.Unmarshal(raw, &s) == nil:
+	default:
+		s = string(raw)
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 1024 {
+		s = s[:1024] + "…"
+	}
+	return s
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

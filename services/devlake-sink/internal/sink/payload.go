@@ -1,0 +1,231 @@
+package sink
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/devlake-sink/internal/devlake"
+)
+
+// Reasons a deployment or incident is not posted at all (the skipped metric's reason label).
+const (
+	SkipUnknownEnvironment = "unknown_environment"
+	SkipRedeploy           = "redeploy"
+	SkipNoCommits          = "no_commits"
+	SkipNoTargets          = "no_targets"
+)
+
+// maxIDLen bounds deployment ids: DevLake's commit row id appends ~70 characters to it and the
+// column holds 255.
+const maxIDLen = 150
+
+// DeploymentID is the DevLake deployment id of an event on a connection:
+// doraflow/<connection>/<event id>. DevLake does not namespace cicd_deployments ids by connection,
+// so the connection is part of it; it is a pure function of the event, so a replay writes the same
+// row. An event id that would make it too long, or that holds unexpected characters, is hashed.
+func DeploymentID(eventID string, conn uint64) string {
+	id := fmt.Sprintf("doraflow/%d/%s", conn, eventID)
+	if len(id) <= maxIDLen && safeID(eventID) {
+		return id
+	}
+	sum := sha256.Sum256([]byte(eventID))
+	return fmt.Sprintf("doraflow/%d/h-%s", conn, hex.EncodeToString(sum[:16]))
+}
+
+func safeID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+var environments = map[events.Environment]string{
+	events.EnvironmentProduction:  devlake.EnvProduction,
+	events.EnvironmentStaging:     devlake.EnvStaging,
+	events.EnvironmentTesting:     devlake.EnvTesting,
+	events.EnvironmentDevelopment: devlake.EnvDevelopment,
+}
+
+// DeploymentCommits selects the commits a deployment is posted with: the deployed head commit of
+// each repository, with a canonical repoUrl and a 40-hex SHA. DevLake wants the deployed state per
+// repository (it diffs consecutive deployments itself); the commits an enricher found in between
+// travel in the event for doraflow's own lead time. In order of preference:
+//
+//  1. the head of each commit range the enricher computed;
+//  2. the application commits the source observed (failed deployments carry no ranges);
+//  3. when gitops is true, the GitOps revision of each source that is a commit.
+//
+// The selection is a pure function of the event, so the commit set of a deployment id never changes.
+func DeploymentCommits(ev events.DeploymentEnriched, gitops bool) []devlake.DeploymentCommit {
+	titles := map[string]string{}
+	for _, c := range ev.Commits {
+		titles[strings.ToLower(c.SHA)] = c.Title
+	}
+	var out []devlake.DeploymentCommit
+	seen := map[string]bool{}
+	add := func(repo, sha, ref string) {
+		url, err := devlake.CanonicalRepoURL(repo)
+		sha = strings.ToLower(strings.TrimSpace(sha))
+		if err != nil || !devlake.IsCommitSHA(sha) || seen[url+"@"+sha] {
+			return
+		}
+		seen[url+"@"+sha] = true
+		out = append(out, devlake.DeploymentCommit{RepoURL: url, CommitSha: sha, RefName: ref, CommitMsg: titles[sha]})
+	}
+	for _, r := range ev.Ranges {
+		add(r.RepoURL, r.HeadSHA, "")
+	}
+	if len(out) == 0 {
+		for _, c := range ev.AppCommits {
+			add(c.RepoURL, c.SHA, "")
+		}
+	}
+	if len(out) == 0 && gitops {
+		switch {
+		case len(ev.Revisions) > 0:
+			for i, rev := range ev.Revisions {
+				if i < len(ev.Sources) {
+					add(ev.Sources[i].RepoURL, rev, gitRef(ev.Sources[i].TargetRevision))
+				}
+			}
+		case ev.Revision != "" && len(ev.Sources) > 0:
+			add(ev.Sources[0].RepoURL, ev.Revision, gitRef(ev.Sources[0].TargetRevision))
+		}
+	}
+	return out
+}
+
+// gitRef keeps a target revision that names a branch or tag; a SHA or HEAD says nothing more.
+func gitRef(target string) string {
+	if target == "" || strings.EqualFold(target, "HEAD") || devlake.IsCommitSHA(target) {
+		return ""
+	}
+	return target
+}
+
+// BuildDeployment returns the complete body posted for a deployment on a connection, or the reason
+// it is not posted. Dates are UTC seconds; result is set at the top level and on every commit.
+func BuildDeployment(ev events.DeploymentEnriched, conn uint64, gitops bool) (devlake.Deployment, string) {
+	env, ok := environments[ev.Environment]
+	if !ok {
+		return devlake.Deployment{}, SkipUnknownEnvironment
+	}
+	if ev.Kind == events.KindRedeploy {
+		return devlake.Deployment{}, SkipRedeploy
+	}
+	commits := DeploymentCommits(ev, gitops)
+	if len(commits) == 0 {
+		return devlake.Deployment{}, SkipNoCommits
+	}
+	result := devlake.ResultSuccess
+	if ev.Result != events.ResultSuccess {
+		result = devlake.ResultFailure
+	}
+	started := ev.StartedAt
+	if started.IsZero() && ev.ArgoCD != nil {
+		started = ev.ArgoCD.OperationStartedAt
+	}
+	if started.IsZero() || started.After(ev.FinishedAt) {
+		started = ev.FinishedAt
+	}
+	origEnv := ev.OriginalEnvironment
+	if origEnv == "" {
+		origEnv = string(ev.Environment)
+	}
+	for i := range commits {
+		commits[i].Result = result
+		commits[i].Status = devlake.StatusDone
+		commits[i].StartedDate = devlake.At(started)
+		commits[i].FinishedDate = devlake.At(ev.FinishedAt)
+	}
+	title := displayTitle(ev, origEnv)
+	return devlake.Deployment{
+		ID:                  DeploymentID(ev.ID, conn),
+		DisplayTitle:        title,
+		Name:                title,
+		Result:              result,
+		Environment:         env,
+		OriginalEnvironment: origEnv,
+		CreatedDate:         devlake.At(started),
+		StartedDate:         devlake.At(started),
+		FinishedDate:        devlake.At(ev.FinishedAt),
+		DeploymentCommits:   commits,
+	}, ""
+}
+
+// displayTitle reads like "checkout-api deploy #318 to production on prod-eu-west-1".
+func displayTitle(ev events.DeploymentEnriched, env string) string {
+	var b strings.Builder
+	b.WriteString(ev.Component)
+	b.WriteString(" ")
+	b.WriteString(string(ev.Kind))
+	if ev.Result != events.ResultSuccess {
+		b.WriteString(" (failed)")
+	}
+	if ev.ArgoCD != nil && ev.ArgoCD.HistoryID > 0 {
+		fmt.Fprintf(&b, " #%d", ev.ArgoCD.HistoryID)
+	}
+	b.WriteString(" to ")
+	b.WriteString(env)
+	if ev.Cluster != "" {
+		b.WriteString(" on ")
+		b.WriteString(ev.Cluster)
+	}
+	s := b.String()
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return s
+}
+
+// BuildIssue returns the complete incident posted to every connection: type INCIDENT, DONE when
+// resolved (with its resolution date) and IN_PROGRESS otherwise, and the raw status kept in
+// originalStatus. A re-open is posted without a resolution date, which clears DevLake's.
+func BuildIssue(ev events.IncidentEnriched) devlake.Issue {
+	status := devlake.StatusInProgress
+	if ev.Resolved {
+		status = devlake.StatusDone
+	}
+	orig := strings.ToLower(strings.TrimSpace(ev.Status))
+	if orig == "" {
+		orig = "unknown"
+	}
+	component := ev.Component
+	if component == "" && len(ev.Components) > 0 {
+		component = ev.Components[0]
+	}
+	if component == "" && len(ev.Products) > 0 {
+		component = ev.Products[0]
+	}
+	url := ev.URL
+	if len(url) > 255 {
+		url = "" // DevLake's column holds 255; a cut URL would be wrong
+	}
+	is := devlake.Issue{
+		IssueKey:       ev.Key,
+		Type:           devlake.IssueTypeIncident,
+		Title:          ev.Title,
+		Description:    ev.Description,
+		Status:         status,
+		OriginalStatus: orig,
+		Severity:       ev.Severity,
+		Component:      component,
+		URL:            url,
+		CreatedDate:    devlake.At(ev.CreatedAt),
+		UpdatedDate:    devlake.At(ev.UpdatedAt),
+	}
+	if ev.Resolved {
+		is.ResolutionDate = devlake.At(ev.ResolvedAt)
+	}
+	return is
+}

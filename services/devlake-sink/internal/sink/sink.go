@@ -1,0 +1,502 @@
+// Package sink delivers enriched deployments and incidents to every DevLake connection they are
+// routed to, exactly once per (event, connection) in effect: a ledger in a key-value store records
+// each successful post, incident states only move forward, and a per-connection circuit breaker
+// pauses posting while DevLake is down.
+package sink
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/doraflow/doraflow/internal/config"
+	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/devlake-sink/internal/devlake"
+)
+
+// Connection is the DevLake webhook connection of one project, with its key.
+type Connection struct {
+	ProjectID string
+	ID        uint64
+	Key       config.Secret
+}
+
+// Poster sends one body to one connection (devlake.Client).
+type Poster interface {
+	Post(ctx context.Context, kind devlake.Kind, conn uint64, key config.Secret, body []byte) error
+}
+
+// Store is the ledger's key-value store, with compare-and-set (a JetStream KV bucket).
+type Store interface {
+	// Get returns the value and its revision, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, uint64, error)
+	// Create writes a key that must not exist, or returns ErrExists.
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	// Update writes a key whose revision is still rev, or returns ErrConflict.
+	Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error)
+}
+
+// Store errors.
+var (
+	ErrNotFound = errors.New("key not found")
+	ErrExists   = errors.New("key exists")
+	ErrConflict = errors.New("revision mismatch")
+)
+
+// Observer is told what happened, for metrics and logs.
+type Observer interface {
+	// Posted counts one post by connection, kind and outcome (ok, retryable, permanent,
+	// config_error, circuit_open).
+	Posted(conn uint64, kind devlake.Kind, outcome string, err error)
+	// LedgerSkip counts a post not made because the ledger shows it done (duplicate), superseded
+	// by a newer incident state (stale), or made earlier with different content (changed).
+	LedgerSkip(kind devlake.Kind, reason string)
+	// Skipped counts an event not posted at all, with a Skip* reason.
+	Skipped(kind devlake.Kind, reason string)
+	// CircuitChanged reports a state change of a connection's circuit.
+	CircuitChanged(conn uint64, from, to State, cause error)
+}
+
+// Ledger skip reasons.
+const (
+	LedgerDuplicate = "duplicate"
+	LedgerStale     = "stale"
+	LedgerChanged   = "changed"
+)
+
+// Options configure a Sink.
+type Options struct {
+	// Connections maps DevLake project ids (routing targets) to connections.
+	Connections map[string]Connection
+	// Attempts bounds the posts of one body within one delivery (retryable outcomes only).
+	Attempts int
+	// Backoff is the first delay between attempts; it doubles, with jitter, up to MaxBackoff.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// RequestTimeout is the client's timeout: no attempt starts unless it can finish before the
+	// delivery's deadline.
+	RequestTimeout time.Duration
+	Breaker        BreakerConfig
+	// GitOpsFallback posts deployments without application commits with their GitOps commit.
+	GitOpsFallback bool
+	// Now and Rand are for tests.
+	Now  func() time.Time
+	Rand func() float64
+}
+
+// Sink is the delivery core.
+type Sink struct {
+	poster Poster
+	store  Store
+	obs    Observer
+	opts   Options
+
+	mu       sync.Mutex
+	breakers map[uint64]*breaker
+}
+
+// New returns a sink.
+func New(p Poster, s Store, o Observer, opts Options) *Sink {
+	if opts.Attempts < 1 {
+		opts.Attempts = 1
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	if opts.Breaker.Failures < 1 {
+		opts.Breaker.Failures = 1
+	}
+	return &Sink{poster: p, store: s, obs: o, opts: opts, breakers: map[uint64]*breaker{}}
+}
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err must be dead-lettered instead of retried.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Result says what a delivery did, for the log line at the edge.
+type Result struct {
+	// Skipped is set when the event was not posted anywhere, with a Skip* reason.
+	Skipped string
+	// Posted, Done and Failed count targets: posted now, already done (ledger), failed.
+	Posted, Done, Failed int
+	// Changed counts targets that had an earlier version of this deployment (kept as it was).
+	Changed int
+}
+
+type targetOutcome struct {
+	posted  bool
+	changed bool
+	err     error
+}
+
+// targets resolves the event's routing targets to distinct connections; a project without a
+// connection is a permanent error for that target.
+func (s *Sink) targets(ts []events.Target) ([]Connection, []error) {
+	var conns []Connection
+	var errs []error
+	seen := map[uint64]bool{}
+	for _, t := range ts {
+		c, ok := s.opts.Connections[t.ProjectID]
+		if !ok {
+			errs = append(errs, permanentError{fmt.Errorf("project %q (%s %s): no DevLake connection configured", t.ProjectID, t.Scope, t.Team)})
+			continue
+		}
+		if !seen[c.ID] {
+			seen[c.ID] = true
+			conns = append(conns, c)
+		}
+	}
+	sort.Slice(conns, func(i, j int) bool { return conns[i].ID < conns[j].ID })
+	return conns, errs
+}
+
+// each runs fn for every connection in parallel and joins the outcomes into one error: retryable
+// if any failure is retryable (the retry repeats only what is not in the ledger), else permanent.
+func (s *Sink) each(ctx context.Context, conns []Connection, errs []error, fn func(context.Context, Connection) targetOutcome) (Result, error) {
+	outs := make([]targetOutcome, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() { outs[i] = fn(ctx, c) })
+	}
+	wg.Wait()
+	var r Result
+	for _, o := range outs {
+		switch {
+		case o.err != nil:
+			errs = append(errs, o.err)
+		case o.posted:
+			r.Posted++
+		default:
+			r.Done++
+		}
+		if o.changed {
+			r.Changed++
+		}
+	}
+	r.Failed = len(errs)
+	var retryable []error
+	for _, e := range errs {
+		if !IsPermanent(e) {
+			retryable = append(retryable, e)
+		}
+	}
+	switch {
+	case len(errs) == 0:
+		return r, nil
+	case len(retryable) > 0:
+		// Retry: the permanent failures are posted again on the next delivery and dead-lettered
+		// once nothing retryable is left. They must not make the whole error look permanent.
+		return r, retryError{msg: errors.Join(errs...).Error(), errs: retryable}
+	default:
+		return r, permanentError{errors.Join(errs...)}
+	}
+}
+
+// retryError is a delivery that failed on some connections, at least one of them retryably. It
+// unwraps to the retryable failures only, so IsPermanent is false for it.
+type retryError struct {
+	msg  string
+	errs []error
+}
+
+func (e retryError) Error() string   { return e.msg }
+func (e retryError) Unwrap() []error { return e.errs }
+
+// deploymentRecord is the ledger entry of a deployment posted on a connection.
+type deploymentRecord struct {
+	DeploymentID string    `json:"deployment_id"`
+	Digest       string    `json:"digest"`
+	PostedAt     time.Time `json:"posted_at"`
+}
+
+// Deployment posts a deployment to every connection it is routed to that has not had it yet.
+func (s *Sink) Deployment(ctx context.Context, ev events.DeploymentEnriched) (Result, error) {
+	if _, skip := BuildDeployment(ev, 0, s.opts.GitOpsFallback); skip != "" {
+		s.obs.Skipped(devlake.KindDeployments, skip)
+		return Result{Skipped: skip}, nil
+	}
+	conns, errs := s.targets(ev.Routing.Targets)
+	if len(conns) == 0 && len(errs) == 0 {
+		s.obs.Skipped(devlake.KindDeployments, SkipNoTargets)
+		return Result{Skipped: SkipNoTargets}, nil
+	}
+	return s.each(ctx, conns, errs, func(ctx context.Context, c Connection) targetOutcome {
+		payload, _ := BuildDeployment(ev, c.ID, s.opts.GitOpsFallback)
+		body, err := json.Marshal(payload)
+		if err != nil {
+			return targetOutcome{err: permanentError{fmt.Errorf("encode deployment: %w", err)}}
+		}
+		key := LedgerKey("deployment", c.ID, ev.ID)
+		digest := digestOf(body)
+		old, _, err := s.store.Get(ctx, key)
+		switch {
+		case err == nil:
+			var rec deploymentRecord
+			if json.Unmarshal(old, &rec) == nil && rec.Digest != digest {
+				// Re-posting the id with other commits would leave DevLake's old commit rows
+				// behind; the first version stands.
+				s.obs.LedgerSkip(devlake.KindDeployments, LedgerChanged)
+				return targetOutcome{changed: true}
+			}
+			s.obs.LedgerSkip(devlake.KindDeployments, LedgerDuplicate)
+			return targetOutcome{}
+		case !errors.Is(err, ErrNotFound):
+			return targetOutcome{err: fmt.Errorf("connection %d: read ledger: %w", c.ID, err)}
+		}
+		if err := s.post(ctx, c, devlake.KindDeployments, body); err != nil {
+			return targetOutcome{err: targetError(c, "deployment "+payload.ID, err)}
+		}
+		rec, _ := json.Marshal(deploymentRecord{DeploymentID: payload.ID, Digest: digest, PostedAt: s.opts.Now().UTC()})
+		if _, err := s.store.Create(ctx, key, rec); err != nil && !errors.Is(err, ErrExists) {
+			// Posted but not recorded: the retry posts again, which DevLake absorbs as an upsert.
+			return targetOutcome{err: fmt.Errorf("connection %d: record deployment %s: %w", c.ID, payload.ID, err)}
+		}
+		return targetOutcome{posted: true}
+	})
+}
+
+// incidentState is the last incident state posted on a connection. Payload is kept so a replica
+// that lost a race can restore the newest state in DevLake.
+type incidentState struct {
+	EventID     string          `json:"event_id"`
+	ObservedAt  time.Time       `json:"observed_at"`
+	UpdatedAt   time.Time       `json:"updated_at,omitzero"`
+	Resolved    bool            `json:"resolved"`
+	Fingerprint string          `json:"fingerprint"`
+	PostedAt    time.Time       `json:"posted_at"`
+	Payload     json.RawMessage `json:"payload"`
+}
+
+// newer reports whether a is a later observation than b: by ObservedAt, then the source's
+// UpdatedAt, then resolved over unresolved. Equal states are not newer.
+func newer(a, b incidentState) bool {
+	if !a.ObservedAt.Equal(b.ObservedAt) {
+		return a.ObservedAt.After(b.ObservedAt)
+	}
+	if !a.UpdatedAt.Equal(b.UpdatedAt) {
+		return a.UpdatedAt.After(b.UpdatedAt)
+	}
+	return a.Resolved && !b.Resolved
+}
+
+// maxRaces bounds compare-and-set rounds against other replicas within one delivery; running out
+// is a retryable error (the redelivery starts over).
+const maxRaces = 16
+
+// Incident posts an incident state to every connection it is routed to, unless the connection
+// already has this state or a newer one. States only move forward, also across replicas: the
+// last posted state per (incident, connection) is written with compare-and-set, and a replica
+// that posted an older state than the one that won restores the winner.
+func (s *Sink) Incident(ctx context.Context, ev events.IncidentEnriched) (Result, error) {
+	conns, errs := s.targets(ev.Routing.Targets)
+	if len(conns) == 0 && len(errs) == 0 {
+		s.obs.Skipped(devlake.KindIssues, SkipNoTargets)
+		return Result{Skipped: SkipNoTargets}, nil
+	}
+	body, err := json.Marshal(BuildIssue(ev))
+	if err != nil {
+		return Result{}, permanentError{fmt.Errorf("encode incident: %w", err)}
+	}
+	mine := incidentState{EventID: ev.ID, ObservedAt: ev.ObservedAt.UTC(), UpdatedAt: ev.UpdatedAt.UTC(),
+		Resolved: ev.Resolved, Fingerprint: ev.Fingerprint, Payload: body}
+	return s.each(ctx, conns, errs, func(ctx context.Context, c Connection) targetOutcome {
+		return s.incidentOn(ctx, c, ev, mine)
+	})
+}
+
+func (s *Sink) incidentOn(ctx context.Context, c Connection, ev events.IncidentEnriched, mine incidentState) targetOutcome {
+	key := LedgerKey("incident", c.ID, ev.IncidentID)
+	posted := false
+	for round := range maxRaces {
+		if round > 0 {
+			// Lost a race: let the winner finish before reading again.
+			t := time.NewTimer(time.Duration(s.opts.Rand() * float64(time.Duration(round)*time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return targetOutcome{err: ctx.Err()}
+			case <-t.C:
+			}
+		}
+		raw, rev, err := s.store.Get(ctx, key)
+		var cur incidentState
+		found := err == nil
+		switch {
+		case found:
+			if err := json.Unmarshal(raw, &cur); err != nil {
+				return targetOutcome{err: fmt.Errorf("connection %d: decode incident state %s: %w", c.ID, key, err)}
+			}
+		case !errors.Is(err, ErrNotFound):
+			return targetOutcome{err: fmt.Errorf("connection %d: read incident state: %w", c.ID, err)}
+		}
+		if found && !newer(mine, cur) {
+			if !posted {
+				reason := LedgerStale
+				if cur.EventID == mine.EventID || cur.Fingerprint == mine.Fingerprint && !newer(cur, mine) {
+					reason = LedgerDuplicate
+				}
+				s.obs.LedgerSkip(devlake.KindIssues, reason)
+				return targetOutcome{}
+			}
+			// Another replica stored a newer state after this one posted an older one: DevLake may
+			// now hold the older state, so post the newest again. Like every post, the restore is
+			// followed by a compare-and-set (of the same state), so a post racing with it is
+			// detected by one of the two and repeated: the last successful compare-and-set is
+			// always of the state DevLake received last.
+			if err := s.post(ctx, c, devlake.KindIssues, cur.Payload); err != nil {
+				return targetOutcome{err: targetError(c, "incident "+ev.Key+" (restoring newer state)", err)}
+			}
+			_, err := s.store.Update(ctx, key, raw, rev)
+			switch {
+			case err == nil:
+				return targetOutcome{posted: true}
+			case errors.Is(err, ErrConflict):
+				continue
+			default:
+				return targetOutcome{err: fmt.Errorf("connection %d: record incident %s: %w", c.ID, ev.Key, err)}
+			}
+		}
+		if err := s.post(ctx, c, devlake.KindIssues, mine.Payload); err != nil {
+			return targetOutcome{err: targetError(c, "incident "+ev.Key, err)}
+		}
+		posted = true
+		mine.PostedAt = s.opts.Now().UTC()
+		val, _ := json.Marshal(mine)
+		if found {
+			_, err = s.store.Update(ctx, key, val, rev)
+		} else {
+			_, err = s.store.Create(ctx, key, val)
+		}
+		switch {
+		case err == nil:
+			return targetOutcome{posted: true}
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrExists):
+			continue // another replica wrote meanwhile: compare again
+		default:
+			return targetOutcome{err: fmt.Errorf("connection %d: record incident %s: %w", c.ID, ev.Key, err)}
+		}
+	}
+	return targetOutcome{err: fmt.Errorf("connection %d: incident %s: state kept changing under %d compare-and-set rounds", c.ID, ev.Key, maxRaces)}
+}
+
+func targetError(c Connection, what string, err error) error {
+	e := fmt.Errorf("connection %d (project %s): post %s: %w", c.ID, c.ProjectID, what, err)
+	if devlake.ClassOf(err) == devlake.ClassPermanent {
+		return permanentError{e}
+	}
+	return e
+}
+
+func (s *Sink) breaker(conn uint64) *breaker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.breakers[conn]
+	if !ok {
+		b = newBreaker(s.opts.Breaker)
+		s.breakers[conn] = b
+	}
+	return b
+}
+
+// post sends body to a connection through its circuit breaker, retrying retryable failures with
+// exponential backoff and jitter while the circuit stays closed and the delivery has time left.
+func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body []byte) error {
+	b := s.breaker(c.ID)
+	for attempt := 1; ; attempt++ {
+		probe, tr, err := b.allow(s.opts.Now())
+		s.report(c.ID, tr)
+		if err != nil {
+			s.obs.Posted(c.ID, kind, "circuit_open", err)
+			return err
+		}
+		if dl, ok := ctx.Deadline(); ok && s.opts.RequestTimeout > 0 && time.Until(dl) < s.opts.RequestTimeout {
+			b.record(s.opts.Now(), probe, nil, true)
+			return fmt.Errorf("no time left in this delivery for another post: %w", context.DeadlineExceeded)
+		}
+		err = s.poster.Post(ctx, kind, c.ID, c.Key, body)
+		s.report(c.ID, b.record(s.opts.Now(), probe, err, err != nil && ctx.Err() != nil))
+		if err == nil {
+			s.obs.Posted(c.ID, kind, "ok", nil)
+			return nil
+		}
+		class := devlake.ClassOf(err)
+		s.obs.Posted(c.ID, kind, class.String(), err)
+		if class != devlake.ClassRetryable || attempt >= s.opts.Attempts || ctx.Err() != nil {
+			return err
+		}
+		delay := s.backoff(attempt)
+		var de *devlake.Error
+		if errors.As(err, &de) && de.RetryAfter > delay {
+			delay = min(de.RetryAfter, s.opts.MaxBackoff)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is Backoff·2^(attempt−1) capped at MaxBackoff, with "equal jitter": half fixed, half random.
+func (s *Sink) backoff(attempt int) time.Duration {
+	d := s.opts.Backoff
+	for i := 1; i < attempt && d < s.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.opts.MaxBackoff)
+	return d/2 + time.Duration(s.opts.Rand()*float64(d/2))
+}
+
+func (s *Sink) report(conn uint64, tr *transition) {
+	if tr != nil && tr.from != tr.to {
+		s.obs.CircuitChanged(conn, tr.from, tr.to, tr.cause)
+	}
+}
+
+// CircuitStates returns the state of every connection's circuit that has seen a post.
+func (s *Sink) CircuitStates() map[uint64]State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[uint64]State, len(s.breakers))
+	for id, b := range s.breakers {
+		b.mu.Lock()
+		out[id] = b.state
+		b.mu.Unlock()
+	}
+	return out
+}
+
+// LedgerKey is the key-value key of an entity on a connection: <kind>.<connection>.<id>, with ids
+// outside the key alphabet hashed.
+func LedgerKey(kind string, conn uint64, id string) string {
+	if !safeID(id) || len(id) > 200 {
+		sum := sha256.Sum256([]byte(id))
+		id = "h-" + hex.EncodeToString(sum[:16])
+	}
+	return fmt.Sprintf("%s.%d.%s", kind, conn, id)
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
