@@ -441,10 +441,11 @@ func (c *Config) failedOperation(res *Result, st *State, app argocd.Application,
 			return
 		}
 	}
-	d := c.base(app, r, nil)
+	// The sources being synced: the Application's (an operation syncs spec.source(s)).
+	d := c.base(app, r, app.Sources)
 	d.ID = events.FailedOperationID(c.Instance, app.UID, op.StartedAt)
 	d.Kind, d.Result = events.KindDeploy, events.ResultFailure
-	d.Revision, d.Revisions = op.Revision, op.Revisions
+	d.Revision, d.Revisions, d.Sources = op.Revision, op.Revisions, toEventSources(app.Sources)
 	d.StartedAt, d.FinishedAt, d.ObservedAt = op.StartedAt, op.FinishedAt, now
 	if d.StartedAt.After(d.FinishedAt) {
 		d.StartedAt = time.Time{}
