@@ -79,6 +79,7 @@ func start(ctx context.Context, d *service.Deps[rules], f *watcherFlags) error {
 	d.Checks.Add("argocd", w.Ready)
 	p := &processor{cfg: a.detectConfig(since, f.backfill), store: store, pub: d.Publisher, m: m, log: d.Log,
 		now: time.Now, namespaces: a.Namespaces}
+	d.Go(func(ctx context.Context) error { return p.watchBackfillRequests(ctx, w) })
 	d.Go(func(ctx context.Context) error {
 		return w.Run(ctx, p, func(ctx context.Context) error {
 			// Collection is housekeeping: a failure leaves stale keys behind, never wrong events.
@@ -113,6 +114,8 @@ type processor struct {
 	mu     sync.Mutex
 	uids   map[string]string          // key → UID of the incarnation last processed
 	logged map[string]map[string]bool // key → malformed reasons already counted and logged
+	// backfill are the keys of a backfill request still to re-process (see backfill.go).
+	backfill map[string]bool
 }
 
 // Process implements argocd.Processor.
@@ -143,7 +146,14 @@ func (p *processor) Process(ctx context.Context, key string, u *unstructured.Uns
 		p.m.processError("checkpoint_read")
 		return 0, err
 	}
-	res := p.cfg.Detect(prev, app, p.now())
+	cfg := p.cfg
+	backfilling := prev == nil && p.backfilling(key)
+	if backfilling {
+		bf := *p.cfg
+		bf.Backfill = true
+		cfg = &bf
+	}
+	res := cfg.Detect(prev, app, p.now())
 	p.malformed(key, append(slices.Clone(app.Problems), res.Problems...))
 	for _, ev := range res.Events {
 		if err := p.pub.Publish(ctx, ev); err != nil {
@@ -173,6 +183,9 @@ func (p *processor) Process(ctx context.Context, key string, u *unstructured.Uns
 	}
 	if res.FirstSight {
 		log.Debug().Int64("last_history_id", res.State.LastHistoryID).Int("events", len(res.Events)).Msg("first sight")
+	}
+	if backfilling {
+		p.backfilled(ctx, key, len(res.Events))
 	}
 	return res.RecheckAfter, nil
 }

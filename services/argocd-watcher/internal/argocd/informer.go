@@ -136,6 +136,9 @@ func (w *Watcher) enqueue(kind string, obj any) {
 	w.queue.Add(key)
 }
 
+// Requeue asks for the Application with key namespace/name to be processed again.
+func (w *Watcher) Requeue(key string) { w.queue.Add(key) }
+
 func (w *Watcher) watchError(ctx context.Context, r *cache.Reflector, err error) {
 	w.mu.Lock()
 	w.lastWatch = err
