@@ -97,7 +97,7 @@ func TestBackfillRequestReemitsHistory(t *testing.T) {
 	}
 	wait.For(t, 10*time.Second, func() error {
 		if _, err := kv.Get(t.Context(), "backfill.test"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("request still present (%v)", err)
+			return fmt.Errorf("request still present (%w)", err)
 		}
 		return nil
 	})
