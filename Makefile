@@ -12,7 +12,7 @@ GOTEST     ?= go test
 TESTFLAGS  ?= -race -count=1 -shuffle=on -timeout=20m
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build images test test-short run bench fuzz golden lint vet tidy check tools kube-assets clean help
+.PHONY: all build images test test-short run demo bench fuzz golden lint vet tidy check tools kube-assets clean help
 
 all: build
 
@@ -34,15 +34,19 @@ images: ## one image per service from the shared Dockerfile (needs a Docker engi
 		docker build --build-arg SERVICE=$$s --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$s:$(VERSION) . ; \
 	done
 
-test: ## every test in every module, with -race; builds (or reuses) kube-apiserver + etcd for envtest
+test: ## every test in every module, with -race; builds (or reuses) kube-apiserver + etcd, finds Prometheus
 	@assets=$$(hack/tools.sh kube | tail -n 1); \
+	prom=$${PROMETHEUS_BIN_DIR:-$$(hack/prometheus.sh 2>/dev/null | tail -n 1 || true)}; \
 	for m in $(MODULES); do \
 		echo "=== $${m#$(CURDIR)/}"; \
-		(cd $$m && KUBEBUILDER_ASSETS=$$assets $(GOTEST) $(TESTFLAGS) ./...); \
+		(cd $$m && KUBEBUILDER_ASSETS=$$assets PROMETHEUS_BIN_DIR=$$prom $(GOTEST) $(TESTFLAGS) ./...); \
 	done
 
 test-short: ## unit tests only (-short), for the inner loop
 	@for m in $(MODULES); do (cd $$m && $(GOTEST) -short -count=1 ./...); done
+
+demo: build ## the pipeline fed by a simulated world (real kube-apiserver, fake GitHub, WebRCA, DevLake), then its DORA table
+	@bin/doraflow demo --kube-assets "$$(hack/tools.sh kube | tail -n 1)"
 
 run: build ## the whole pipeline on an embedded NATS server at 127.0.0.1:4222 (Ctrl-C stops everything)
 	@bin/doraflow local

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/doraflow/doraflow/internal/config"
+	"github.com/doraflow/doraflow/services/metrics-exporter/internal/dora"
 )
 
 // rules is the exporter's behaviour, from the YAML file.
@@ -18,10 +19,12 @@ type metricsRules struct {
 	Windows []time.Duration `yaml:"windows"`
 	// Benchmark is the benchmark set performance levels are rated against.
 	Benchmark string `yaml:"benchmark"`
-}
+	// EvaluationTime, when set (RFC 3339), pins the end of every window instead of the clock: to
+	// reproduce a past report, and for tests. Empty: the windows end now.
+	EvaluationTime string `yaml:"evaluation_time"`
 
-// benchmarks are the benchmark sets the exporter knows (reference/dora.md).
-var benchmarks = []string{"dora2021", "dora2023", "devlake2023"}
+	evaluationTime time.Time
+}
 
 func defaultRules() rules {
 	day := 24 * time.Hour
@@ -31,7 +34,7 @@ func defaultRules() rules {
 // Validate implements config.Validator.
 func (r *rules) Validate() error {
 	var p config.Problems
-	m := r.Metrics
+	m := &r.Metrics
 	if len(m.Windows) == 0 {
 		p.Addf("metrics.windows", "at least one window is required, such as 168h")
 	}
@@ -47,8 +50,23 @@ func (r *rules) Validate() error {
 			seen[w] = i
 		}
 	}
-	if !slices.Contains(benchmarks, m.Benchmark) {
-		p.Addf("metrics.benchmark", "%q is not one of %v", m.Benchmark, benchmarks)
+	if names := dora.BenchmarkNames(); !slices.Contains(names, m.Benchmark) {
+		p.Addf("metrics.benchmark", "%q is not one of %v", m.Benchmark, names)
+	}
+	if m.EvaluationTime != "" {
+		t, err := time.Parse(time.RFC3339, m.EvaluationTime)
+		if err != nil {
+			p.Addf("metrics.evaluation_time", "%q is not an RFC 3339 time such as 2026-03-31T00:00:00Z", m.EvaluationTime)
+		}
+		m.evaluationTime = t
 	}
 	return p.Err()
+}
+
+// clock returns what the windows end at: the pinned evaluation time, or the wall clock.
+func (m metricsRules) clock() func() time.Time {
+	if t := m.evaluationTime; !t.IsZero() {
+		return func() time.Time { return t }
+	}
+	return time.Now
 }

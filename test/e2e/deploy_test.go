@@ -19,7 +19,7 @@ var deployDir = filepath.Join("..", "..", "deploy")
 
 // kustomizations are every kustomize root under deploy/ that must build on its own.
 var kustomizations = []string{
-	"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats",
+	"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats", "monitoring",
 	"overlays/local", "overlays/production",
 }
 
@@ -198,6 +198,11 @@ func TestKustomizeProductionOverlay(t *testing.T) {
 	}
 	if target, _, _ := unstructured.NestedString(find("HorizontalPodAutoscaler", "devlake-sink").Object, "spec", "scaleTargetRef", "name"); target != "devlake-sink" {
 		t.Errorf("HPA targets %q", target)
+	}
+	find("PrometheusRule", "doraflow")
+	dashboard := find("ConfigMap", "doraflow-grafana-dashboard")
+	if dashboard.GetLabels()["grafana_dashboard"] != "1" {
+		t.Errorf("dashboard ConfigMap labels %v lack grafana_dashboard=1 (the sidecar would not load it)", dashboard.GetLabels())
 	}
 	services := []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter"}
 	for _, s := range services {

@@ -63,7 +63,7 @@ func TestOverlaysServerSideDryRun(t *testing.T) {
 		kinds   []string // kinds that must be among the accepted objects
 	}{
 		{"overlays/local", []string{"Deployment", "StatefulSet", "ClusterRole"}},
-		{"overlays/production", []string{"ServiceMonitor", "Deployment", "StatefulSet", "NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget"}},
+		{"overlays/production", []string{"ServiceMonitor", "PrometheusRule", "Deployment", "StatefulSet", "NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget"}},
 	} {
 		t.Run(tc.overlay, func(t *testing.T) { dryRunApply(t, dyn, mapper, build(t, tc.overlay), tc.kinds) })
 	}
