@@ -98,11 +98,26 @@ func doraRows(families map[string]*dto.MetricFamily, window string) (map[string]
 	return rows, columns
 }
 
+// formatValue renders durations in days, hours or minutes and ratios as percentages.
 func formatValue(col string, v float64) string {
-	if strings.HasSuffix(col, "_seconds") {
-		return (time.Duration(v * float64(time.Second))).Round(time.Second).String()
+	switch {
+	case strings.HasSuffix(col, "_seconds"):
+		return humanDuration(time.Duration(v * float64(time.Second)))
+	case strings.HasSuffix(col, "_ratio"):
+		return fmt.Sprintf("%.1f%%", 100*v)
 	}
 	return fmt.Sprintf("%.4g", v)
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%.1f days", d.Hours()/24)
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%.1f hours", d.Hours())
+	default:
+		return fmt.Sprintf("%.0f min", d.Minutes())
+	}
 }
 
 func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {

@@ -42,8 +42,10 @@ Usage:
   doraflow status                       streams, consumers (pending, redelivered) and dead letters
   doraflow dlq list [flags]             dead-lettered messages with their reasons
   doraflow dlq replay [flags]           republish dead letters to their original subjects
+  doraflow backfill --instance NAME     ask argocd-watcher to emit an instance's history again
   doraflow dora [flags]                 the DORA table, as the metrics exporter serves it
   doraflow local [flags]                the whole pipeline on an embedded NATS server
+  doraflow demo [flags]                 the pipeline fed by a simulated world, then its DORA table
   doraflow version
 
 NATS is reached with the same environment as the services: NATS_URL (default
@@ -71,8 +73,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return dlq(ctx, rest, getenv, stdout)
 	case "dora":
 		return dora(ctx, rest, stdout)
+	case "backfill":
+		return backfill(ctx, rest, getenv, stdout)
 	case "local":
 		return local(ctx, rest, getenv, stdout)
+	case "demo":
+		return demo(ctx, rest, getenv, stdout)
 	default:
 		fmt.Fprint(stdout, usage)
 		return fmt.Errorf("unknown command %q", cmd)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -215,4 +217,39 @@ func (s *syncBuf) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+func TestBackfillWritesTheRequestAndWaits(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := srv.Connect()
+	if out, err := cli(t, srv.URL(), "backfill"); err == nil || !strings.Contains(err.Error(), "--instance is required") {
+		t.Fatalf("backfill without instance = %v\n%s", err, out)
+	}
+	if out, err := cli(t, srv.URL(), "backfill", "--instance", "hub"); err == nil || !strings.Contains(err.Error(), "has argocd-watcher ever run") {
+		t.Fatalf("backfill without the watcher's bucket = %v\n%s", err, out)
+	}
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: watcherBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in watcher: it deletes the request once it sees it, as argocd-watcher does when done.
+	go func() {
+		w, err := kv.Watch(t.Context(), "backfill.hub")
+		if err != nil {
+			return
+		}
+		for e := range w.Updates() {
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				var req struct{ Namespace, Application string }
+				if json.Unmarshal(e.Value(), &req) == nil && req.Namespace == "argocd" && req.Application == "legacy" {
+					_ = kv.Delete(t.Context(), "backfill.hub")
+				}
+				return
+			}
+		}
+	}()
+	out, err := cli(t, srv.URL(), "backfill", "--instance", "hub", "--namespace", "argocd", "--application", "legacy", "--wait", "10s")
+	if err != nil || !strings.Contains(out, "backfill finished") {
+		t.Fatalf("backfill --wait = %v\n%s", err, out)
+	}
 }

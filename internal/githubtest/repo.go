@@ -82,6 +82,16 @@ func (r *Repo) parentsOfMain() []string {
 	return []string{r.main}
 }
 
+// AdvanceTo moves the repository's clock forward to t (never back): the next commits are authored
+// and committed from t on, a minute apart. Simulations use it to give commits realistic times.
+func (r *Repo) AdvanceTo(t time.Time) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	if t.After(r.clock) {
+		r.clock = t
+	}
+}
+
 // Head returns main's head commit.
 func (r *Repo) Head() string {
 	r.s.mu.Lock()

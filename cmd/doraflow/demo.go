@@ -1,0 +1,604 @@
+package main
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/doraflow/doraflow/internal/devlaketest"
+	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/webrcatest"
+	"github.com/doraflow/doraflow/pkg/events"
+)
+
+// argoCDModule ships the Application CRD the demo's API server gets (downloaded, never imported).
+const argoCDModule = "github.com/argoproj/argo-cd/v2@v2.14.21"
+
+var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
+
+type demoOptions struct {
+	seed       uint64
+	binDir     string
+	kubeAssets string
+	dir        string
+	opsBase    int
+	exit       bool
+	out        io.Writer
+	// summary receives the final table (tests compare it with a golden file).
+	summary io.Writer
+}
+
+// demo runs the whole pipeline against a simulated world: a real kube-apiserver with Argo CD's
+// Application CRD, changed the way Argo CD changes Applications; a fake GitHub with commits and pull
+// requests; a fake WebRCA with incidents; and the fake DevLake. It prints progress, then the DORA
+// table the exporter serves, and keeps running until Ctrl-C (or exits with --exit).
+func demo(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	fs := flag.NewFlagSet("doraflow demo", flag.ContinueOnError)
+	fs.SetOutput(out)
+	o := demoOptions{out: out, summary: out}
+	fs.Uint64Var(&o.seed, "seed", 42, "simulation `seed`: a seed always gives the same world and the same numbers")
+	fs.StringVar(&o.binDir, "bin", "bin", "`directory` holding the service binaries (make build)")
+	fs.StringVar(&o.kubeAssets, "kube-assets", getenv("KUBEBUILDER_ASSETS"), "`directory` with kube-apiserver and etcd (hack/tools.sh kube)")
+	fs.StringVar(&o.dir, "dir", ".run/demo", "working `directory` (JetStream data, logs); emptied at start")
+	fs.IntVar(&o.opsBase, "ops-port", 8081, "first ops `port` (0: any free port)")
+	fs.BoolVar(&o.exit, "exit", false, "stop after printing the table instead of waiting for Ctrl-C")
+	summary := fs.String("summary", "", "also write the final tables to this `file` (tests compare it with a golden file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *summary != "" {
+		f, err := os.Create(*summary)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		o.summary = io.MultiWriter(out, f)
+	}
+	return o.run(ctx, getenv)
+}
+
+func (o demoOptions) run(ctx context.Context, getenv func(string) string) error {
+	if o.kubeAssets == "" {
+		return errors.New("no kube-apiserver: pass --kube-assets or set KUBEBUILDER_ASSETS (make demo does: hack/tools.sh kube)")
+	}
+	for _, s := range services {
+		if _, err := os.Stat(filepath.Join(o.binDir, s)); err != nil {
+			return fmt.Errorf("service binary %s missing in %s: run `make build` first", s, o.binDir)
+		}
+	}
+	if err := os.RemoveAll(o.dir); err != nil {
+		return err
+	}
+	logDir := filepath.Join(o.dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	monday, evaluation := demoWeeks(time.Now())
+	fmt.Fprintf(o.out, "doraflow demo, seed %d: three simulated weeks, %s to %s\n\n", o.seed,
+		monday.Format(time.DateOnly), evaluation.Add(-time.Second).Format(time.DateOnly))
+
+	// The simulated world: Kubernetes with Argo CD's CRD, GitHub, WebRCA and DevLake.
+	crd, err := applicationCRD(ctx)
+	if err != nil {
+		return err
+	}
+	kube := &envtest.Environment{BinaryAssetsDirectory: o.kubeAssets, CRDDirectoryPaths: []string{crd}, ErrorIfCRDPathMissing: true}
+	restCfg, err := kube.Start()
+	if err != nil {
+		return fmt.Errorf("start kube-apiserver and etcd from %s: %w", o.kubeAssets, err)
+	}
+	defer func() { _ = kube.Stop() }()
+	kubeconfig := filepath.Join(o.dir, "kubeconfig")
+	if err := writeKubeconfig(restCfg, kubeconfig); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "%-17s %s (Argo CD Application CRD from %s)\n", "kube-apiserver", restCfg.Host, argoCDModule)
+
+	gh := githubtest.Start()
+	defer gh.Close()
+	gh.RequireToken("demo-github-token")
+	sso := webrcatest.StartSSO()
+	defer sso.Close()
+	sso.AddClient("doraflow-demo", "demo-client-secret")
+	webrca := webrcatest.StartAPI(sso)
+	defer webrca.Close()
+	lake := devlaketest.New()
+	lakeSrv := httptest.NewServer(lake)
+	defer lakeSrv.Close()
+	conns := map[string]devlaketest.Connection{}
+	for _, p := range []string{"global", "payments", "platform"} {
+		conns[p] = lake.AddConnection("doraflow-" + p)
+	}
+	fmt.Fprintf(o.out, "%-17s %s\n%-17s %s\n%-17s %s\n", "GitHub (fake)", gh.URL(), "WebRCA (fake)", webrca.URL(), "DevLake (fake)", lakeSrv.URL)
+
+	ns, err := startNATS("127.0.0.1:0", filepath.Join(o.dir, "nats"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	natsURL := ns.ClientURL()
+	fmt.Fprintf(o.out, "%-17s %s\n", "NATS JetStream", natsURL)
+
+	configPath := filepath.Join(o.dir, "config.yaml")
+	if err := os.WriteFile(configPath, []byte(demoConfig(gh.URL(), webrca.URL(), sso.URL(), lakeSrv.URL, conns, evaluation)), 0o600); err != nil {
+		return err
+	}
+	secrets := []string{"KUBECONFIG=" + kubeconfig, "GITHUB_TOKEN=demo-github-token",
+		"WEBRCA_CLIENT_ID=doraflow-demo", "WEBRCA_CLIENT_SECRET=demo-client-secret"}
+	for p, c := range conns {
+		secrets = append(secrets, "DEVLAKE_TOKEN_"+strings.ToUpper(p)+"="+c.APIKey)
+	}
+	procs := make([]*child, 0, len(services))
+	defer func() { stopAll(procs, io.Discard) }()
+	ops := map[string]string{}
+	for i, s := range services {
+		addr := "127.0.0.1:" + strconv.Itoa(o.opsBase+i)
+		if o.opsBase == 0 {
+			if addr, err = freeAddr(); err != nil {
+				return err
+			}
+		}
+		env := append(childEnv(getenv, natsURL, addr), secrets...)
+		c, err := startChild(ctx, filepath.Join(o.binDir, s), s, filepath.Join(logDir, s+".log"), []string{"--config", configPath}, env)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, c)
+		ops[s] = "http://" + addr
+		fmt.Fprintf(o.out, "%-17s http://%s/\n", s, addr)
+	}
+	if err := waitReady(ctx, procs, ops, 60*time.Second); err != nil {
+		return err
+	}
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	seen := newSeen()
+	sub, err := nc.Subscribe("doraflow.>", func(m *nats.Msg) { seen.add(m.Subject, m.Header.Get(events.HeaderID)) })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	dyn, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	nsObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"name": demoNamespace}}}
+	if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, nsObj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", demoNamespace, err)
+	}
+	w := &world{ctx: ctx, start: monday, apps: dyn.Resource(applicationsGVR).Namespace(demoNamespace), gh: gh, seen: seen,
+		state: map[string]*appState{}, heads: map[string][]string{}}
+	steps := timeline(o.seed, monday)
+	fmt.Fprintf(o.out, "\nSimulating %d events: each is applied, then the pipeline's answer is awaited.\n\n", len(steps))
+	if err := w.createApps(); err != nil {
+		return err
+	}
+	var incidents []step
+	for i, s := range steps {
+		if s.kind == stepIncident {
+			incidents = append(incidents, s) // they reach WebRCA once every deployment is in
+			continue
+		}
+		if err := w.apply(s); err != nil {
+			return fmt.Errorf("step %d (%s): %w; see the logs in %s", i+1, s, err, logDir)
+		}
+		fmt.Fprintf(o.out, "[%3d/%d] %s\n", i+1, len(steps), s)
+	}
+	webrca.SetIncidents(incidentsFor(incidents)...)
+	for _, s := range incidents {
+		fmt.Fprintf(o.out, "[   WebRCA] %s\n", s)
+	}
+	fmt.Fprintln(o.out, "\nWaiting for the pipeline to settle (enricher, DevLake, exporter)…")
+	if err := settle(ctx, seen, lake, conns["global"].ID, ops["metrics-exporter"], w.deployments, len(incidents)); err != nil {
+		return fmt.Errorf("%w; see the logs in %s", err, logDir)
+	}
+	if err := printSummary(ctx, o.summary, ops["metrics-exporter"], lake, conns); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "\nEvery number above comes from %s/metrics. Try: doraflow dora --exporter %s\n",
+		ops["metrics-exporter"], ops["metrics-exporter"])
+	if o.exit {
+		return nil
+	}
+	fmt.Fprintln(o.out, "The pipeline keeps running; Ctrl-C stops everything.")
+	select {
+	case <-ctx.Done():
+		return nil
+	case c := <-exited(procs):
+		return fmt.Errorf("%s exited: %w (see %s)", c.name, c.err, c.logPath)
+	}
+}
+
+// demoConfig is one YAML for every service, pointing at the fakes.
+func demoConfig(github, webrca, sso, lake string, conns map[string]devlaketest.Connection, evaluation time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `argocd:
+  enabled: true
+  instance: %s
+  namespaces: [%s]
+  known_clusters: [stage-eu, prod-eu, prod-us]
+  # The simulated weeks are in the recent past; the window covers them, so the simulated
+  # degradation is attributed to its deployment.
+  degraded_window: 720h
+  component_repos:
+`, demoInstance, demoNamespace)
+	for _, c := range demoComponents {
+		fmt.Fprintf(&b, "    %s: https://github.com/acme/%s\n", c.name, c.name)
+	}
+	fmt.Fprintf(&b, `webrca:
+  enabled: true
+  base_url: %s
+  token_url: %s
+  interval: 10s
+  retry_backoff: 1s
+  products: [Checkout, Payments, Identity]
+github:
+  base_url: %s
+  repo_hosts: [github.com]
+enricher:
+  products:
+    - {name: Checkout, components: [checkout-api], teams: [payments]}
+    - {name: Payments, components: [payment-gateway], teams: [payments]}
+    - {name: Identity, components: [auth-service], teams: [platform]}
+integration:
+  devlake:
+    enabled: true
+    base_url: %s
+    project_id: global
+    teams:
+      - {name: payments, project_id: payments, argocd_components: [checkout-api, payment-gateway]}
+      - {name: platform, project_id: platform, argocd_components: [auth-service]}
+devlake_sink:
+  # A failed sync ships no application commit; post it with its GitOps revision, as FAILURE.
+  gitops_commit_fallback: true
+  connections:
+`, webrca, sso, github, lake)
+	for _, p := range []string{"global", "payments", "platform"} {
+		fmt.Fprintf(&b, "    - {project_id: %s, connection_id: %d, token_env: DEVLAKE_TOKEN_%s}\n", p, conns[p].ID, strings.ToUpper(p))
+	}
+	fmt.Fprintf(&b, `metrics:
+  windows: [168h, 720h]
+  benchmark: dora2023
+  evaluation_time: %s
+`, evaluation.Format(time.RFC3339))
+	return b.String()
+}
+
+// appState is what the demo knows of one Application.
+type appState struct {
+	uid     string
+	history []entry
+}
+
+type entry struct {
+	id       int64
+	revision string // GitOps revision
+	sha      string // application commit in the image tag
+}
+
+// world applies timeline steps to the fakes and to Kubernetes, and waits for the pipeline.
+type world struct {
+	ctx   context.Context
+	start time.Time
+	apps  dynamic.ResourceInterface
+	gh    *githubtest.Server
+	seen  *seen
+	state map[string]*appState
+	heads map[string][]string // component → main's head after each change
+	// deployments counts DeploymentObserved events expected (successful and failed).
+	deployments int
+}
+
+func appName(component, cluster string) string { return component + "-" + cluster }
+
+func (w *world) createApps() error {
+	for _, c := range demoComponents {
+		repo := w.gh.Repo("acme", c.name)
+		repo.AdvanceTo(w.start.Add(-30 * 24 * time.Hour))
+		repo.Push(1) // history before the demo starts: the first deployments have a baseline
+		w.heads[c.name] = []string{repo.Head()}
+		for _, cl := range demoClusters {
+			name := appName(c.name, cl.name)
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+				"metadata": map[string]any{"name": name, "namespace": demoNamespace,
+					"labels": map[string]any{"doraflow.io/team": c.team}},
+				"spec": map[string]any{"project": "default", "source": source(c.name, cl.env),
+					"destination": map[string]any{"name": cl.name, "namespace": c.name}},
+			}}
+			got, err := w.apps.Create(w.ctx, u, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("create Application %s: %w", name, err)
+			}
+			w.state[name] = &appState{uid: string(got.GetUID())}
+		}
+	}
+	return nil
+}
+
+func source(component, env string) map[string]any {
+	return map[string]any{"repoURL": "https://github.com/acme/gitops.git", "targetRevision": "main",
+		"path": "components/" + component + "/overlays/" + env}
+}
+
+func (w *world) apply(s step) error {
+	switch s.kind {
+	case stepChange:
+		repo := w.gh.Repo("acme", s.component)
+		// Work started a while before the merge: commits are authored from then on.
+		repo.AdvanceTo(s.at.Add(-time.Duration(s.commits) * 6 * time.Hour))
+		switch s.merge {
+		case "squash":
+			repo.Squash(s.commits)
+		case "merge":
+			repo.Merge(s.commits)
+		default:
+			repo.Rebase(s.commits)
+		}
+		w.heads[s.component] = append(w.heads[s.component], repo.Head())
+		return nil
+	case stepDeploy:
+		heads := w.heads[s.component]
+		sha := heads[len(heads)-1]
+		if s.change >= 0 {
+			sha = heads[s.change+1]
+		}
+		return w.deploy(s, sha, "")
+	case stepRollback:
+		st := w.state[appName(s.component, s.cluster)]
+		if len(st.history) < 2 {
+			return errors.New("nothing to roll back to")
+		}
+		prev := st.history[len(st.history)-2]
+		return w.deploy(s, prev.sha, prev.revision)
+	case stepFailSync:
+		return w.failSync(s)
+	case stepRecover:
+		return w.recover(s)
+	}
+	return nil
+}
+
+func gitopsRevision(parts ...string) string {
+	h := sha1.Sum([]byte(strings.Join(parts, "/")))
+	return hex.EncodeToString(h[:])
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// deploy appends a history entry as a successful sync does, and waits for its DeploymentObserved
+// (and, for a rollback, the change-failure signal of the deployment it replaced).
+func (w *world) deploy(s step, sha, revision string) error {
+	name := appName(s.component, s.cluster)
+	st := w.state[name]
+	cl := clusterOf(s.cluster)
+	if revision == "" {
+		revision = gitopsRevision(name, sha, strconv.Itoa(len(st.history)))
+	}
+	id := int64(len(st.history))
+	started := s.at.Add(-2 * time.Minute)
+	health := map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at.Add(time.Minute))}
+	if s.degraded > 0 {
+		health = map[string]any{"status": "Degraded", "lastTransitionTime": ts(s.at.Add(s.degraded))}
+	}
+	err := w.status(name, func(status map[string]any) {
+		src := source(s.component, cl.env)
+		h, _ := status["history"].([]any)
+		h = append(h, map[string]any{"id": id, "revision": revision, "deployStartedAt": ts(started),
+			"deployedAt": ts(s.at), "source": src, "initiatedBy": map[string]any{"automated": true}})
+		status["history"] = h
+		status["sync"] = map[string]any{"status": "Synced", "revision": revision}
+		status["operationState"] = map[string]any{"phase": "Succeeded", "message": "successfully synced (all tasks run)",
+			"startedAt": ts(started), "finishedAt": ts(s.at),
+			"operation":  map[string]any{"sync": map[string]any{"revision": revision}, "initiatedBy": map[string]any{"automated": true}},
+			"syncResult": map[string]any{"revision": revision, "source": src}}
+		status["summary"] = map[string]any{"images": []any{"quay.io/acme/" + s.component + ":" + sha}}
+		status["health"] = health
+	})
+	if err != nil {
+		return err
+	}
+	st.history = append(st.history, entry{id: id, revision: revision, sha: sha})
+	w.deployments++
+	dep := events.DeploymentID(demoInstance, st.uid, id)
+	want := []string{dep}
+	if s.kind == stepRollback {
+		replaced := events.DeploymentID(demoInstance, st.uid, id-1)
+		want = append(want, events.ChangeFailureID(replaced, events.DetectionRollback, false))
+	}
+	if s.degraded > 0 {
+		want = append(want, events.ChangeFailureID(dep, events.DetectionDegraded, false))
+	}
+	return w.seen.wait(w.ctx, events.SubjectDeploymentObserved, want...)
+}
+
+func (w *world) failSync(s step) error {
+	name := appName(s.component, s.cluster)
+	st := w.state[name]
+	heads := w.heads[s.component]
+	revision := gitopsRevision(name, heads[len(heads)-1], "failed")
+	started := s.at.Add(-90 * time.Second)
+	err := w.status(name, func(status map[string]any) {
+		status["operationState"] = map[string]any{"phase": "Failed", "message": "one or more objects failed to apply (admission webhook denied the request)",
+			"startedAt": ts(started), "finishedAt": ts(s.at),
+			"operation":  map[string]any{"sync": map[string]any{"revision": revision}, "initiatedBy": map[string]any{"automated": true}},
+			"syncResult": map[string]any{"revision": revision}}
+	})
+	if err != nil {
+		return err
+	}
+	w.deployments++
+	return w.seen.wait(w.ctx, events.SubjectDeploymentObserved, events.FailedOperationID(demoInstance, st.uid, started))
+}
+
+func (w *world) recover(s step) error {
+	name := appName(s.component, s.cluster)
+	st := w.state[name]
+	err := w.status(name, func(status map[string]any) {
+		status["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at)}
+	})
+	if err != nil {
+		return err
+	}
+	dep := events.DeploymentID(demoInstance, st.uid, st.history[len(st.history)-1].id)
+	return w.seen.wait(w.ctx, events.SubjectChangeFailureDetected, events.ChangeFailureID(dep, events.DetectionDegraded, true))
+}
+
+// status applies fn to an Application's status and writes it back with a plain update, as Argo CD
+// does (the CRD has no status subresource).
+func (w *world) status(name string, fn func(map[string]any)) error {
+	u, err := w.apps.Get(w.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	st, _, _ := unstructured.NestedMap(u.Object, "status")
+	if st == nil {
+		st = map[string]any{}
+	}
+	fn(st)
+	if err := unstructured.SetNestedMap(u.Object, st, "status"); err != nil {
+		return err
+	}
+	_, err = w.apps.Update(w.ctx, u, metav1.UpdateOptions{})
+	return err
+}
+
+func clusterOf(name string) demoCluster {
+	for _, c := range demoClusters {
+		if c.name == name {
+			return c
+		}
+	}
+	return demoCluster{name: name, env: "production"}
+}
+
+// incidentsFor turns incident steps into WebRCA incidents in their final state.
+func incidentsFor(steps []step) []webrcatest.Incident {
+	var out []webrcatest.Incident
+	for i, s := range steps {
+		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
+		inc := webrcatest.NewIncident(id, s.key, s.at)
+		inc["summary"], inc["severity"], inc["products"] = s.summary, s.severity, []any{s.product}
+		if s.resolved > 0 {
+			done := ts(s.at.Add(s.resolved))
+			inc["status"], inc["resolved_at"], inc["last_changed_at"], inc["updated_at"] = "resolved", done, done, done
+		}
+		out = append(out, inc)
+	}
+	return out
+}
+
+// seen records the event IDs published on each subject, from a core NATS subscription.
+type seen struct {
+	mu  sync.Mutex
+	ids map[string]map[string]bool
+}
+
+func newSeen() *seen { return &seen{ids: map[string]map[string]bool{}} }
+
+func (s *seen) add(subject, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids[subject] == nil {
+		s.ids[subject] = map[string]bool{}
+	}
+	s.ids[subject][id] = true
+}
+
+func (s *seen) count(subject string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids[subject])
+}
+
+func (s *seen) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ids := range s.ids {
+		if ids[id] {
+			return true
+		}
+	}
+	return false
+}
+
+// wait polls until every id was published, or fails after 30 s.
+func (s *seen) wait(ctx context.Context, what string, ids ...string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := ""
+		for _, id := range ids {
+			if !s.has(id) {
+				missing = id
+				break
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %s event %s within 30s", what, missing)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func applicationCRD(ctx context.Context) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", argoCDModule)
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s (for its Application CRD): %w", argoCDModule, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s printed no directory", argoCDModule)
+	}
+	return filepath.Join(mod.Dir, "manifests", "crds", "application-crd.yaml"), nil
+}
+
+func writeKubeconfig(cfg *rest.Config, path string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["demo"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["demo"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "demo"}
+	kc.CurrentContext = "demo"
+	return clientcmd.WriteToFile(*kc, path)
+}
