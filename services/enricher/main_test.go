@@ -17,11 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
 	"github.com/doraflow/doraflow/pkg/events"
-	"github.com/doraflow/doraflow/internal/githubtest"
 )
 
 func TestRunServesOpsEndpointsAndDrains(t *testing.T) {

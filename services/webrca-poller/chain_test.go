@@ -19,11 +19,11 @@ import (
 	"github.com/doraflow/doraflow/internal/config"
 	"github.com/doraflow/doraflow/internal/messaging"
 	"github.com/doraflow/doraflow/internal/natstest"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/poll"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca"
-	"github.com/doraflow/doraflow/internal/webrcatest"
 )
 
 func newTestRegistry() *prometheus.Registry {

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			}
 			return nil
 		},
-		Streams:       []string{events.StreamRaw, events.StreamDeadLetter},
+		Streams: []string{events.StreamRaw, events.StreamDeadLetter},
 		Start: func(ctx context.Context, d *service.Deps[rules]) error {
 			return start(ctx, d, creds)
 		},

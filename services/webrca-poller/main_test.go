@@ -19,8 +19,8 @@ import (
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
-	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/internal/webrcatest"
+	"github.com/doraflow/doraflow/pkg/events"
 )
 
 var t0 = time.Date(2026, 3, 10, 15, 20, 0, 412733000, time.UTC)

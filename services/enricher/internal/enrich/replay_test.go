@@ -8,10 +8,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/enricher/internal/enrich"
 	"github.com/doraflow/doraflow/services/enricher/internal/github"
-	"github.com/doraflow/doraflow/internal/githubtest"
 )
 
 // The replay scenario: a realistic deployment history, generated deterministically.

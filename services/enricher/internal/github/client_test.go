@@ -15,8 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/doraflow/doraflow/services/enricher/internal/github"
 	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/services/enricher/internal/github"
 )
 
 type observer struct {

@@ -11,8 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/doraflow/doraflow/internal/config"
-	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 	"github.com/doraflow/doraflow/internal/webrcatest"
+	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 )
 
 const (

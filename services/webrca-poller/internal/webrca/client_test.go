@@ -14,9 +14,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/doraflow/doraflow/internal/config"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca"
-	"github.com/doraflow/doraflow/internal/webrcatest"
 )
 
 var t0 = time.Date(2026, 3, 10, 15, 20, 0, 412733000, time.UTC)
