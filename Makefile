@@ -12,7 +12,7 @@ GOTEST     ?= go test
 TESTFLAGS  ?= -race -count=1 -shuffle=on -timeout=20m
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build images test test-short run demo bench fuzz golden lint vet tidy check tools kube-assets clean help
+.PHONY: all build images test test-chaos test-short run demo bench fuzz golden lint vet tidy check tools kube-assets clean help
 
 all: build
 
@@ -42,6 +42,9 @@ test: ## every test in every module, with -race; builds (or reuses) kube-apiserv
 		(cd $$m && KUBEBUILDER_ASSETS=$$assets PROMETHEUS_BIN_DIR=$$prom $(GOTEST) $(TESTFLAGS) ./...); \
 	done
 
+test-chaos: build ## the chaos run: 10,000 deployments and 1,000 incidents while NATS, services, DevLake and GitHub fail (about 6 min)
+	@cd test/e2e && DORAFLOW_CHAOS=1 go test -count=1 -timeout 30m -run TestChaosExactlyOnce -v . | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go'
+
 test-short: ## unit tests only (-short), for the inner loop
 	@for m in $(MODULES); do (cd $$m && $(GOTEST) -short -count=1 ./...); done
 
@@ -51,7 +54,8 @@ demo: build ## the pipeline fed by a simulated world (real kube-apiserver, fake 
 run: build ## the whole pipeline on an embedded NATS server at 127.0.0.1:4222 (Ctrl-C stops everything)
 	@bin/doraflow local
 
-bench: ## benchmarks of every module, reported as numbers
+bench: build ## bench/report.json (raw JetStream limit vs the pipeline: throughput, latency, GitHub calls, RSS), then every module's benchmarks
+	@go run ./test/e2e/cmd/bench --bin bin --out bench/report.json
 	@for m in $(MODULES); do \
 		echo "=== $${m#$(CURDIR)/}"; \
 		(cd $$m && go test -run '^$$' -bench . -benchmem ./...); \

@@ -1,0 +1,333 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/rs/zerolog"
+
+	"github.com/doraflow/doraflow/internal/devlaketest"
+	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/messaging"
+	"github.com/doraflow/doraflow/internal/natstest"
+	"github.com/doraflow/doraflow/internal/servicetest"
+	"github.com/doraflow/doraflow/internal/wait"
+	"github.com/doraflow/doraflow/pkg/events"
+)
+
+const (
+	chaosDeployments = 10000
+	chaosIncidents   = 1000
+	chaosComponents  = 20
+)
+
+// TestChaosExactlyOnce sends 10,000 deployments and 1,000 incidents through enricher,
+// devlake-sink and metrics-exporter (real processes on one JetStream server, GitHub and DevLake
+// faked) while things break: DevLake answers 500 to 30% of requests and stalls 10% past the
+// client's timeout throughout, the sink and the enricher are killed with SIGKILL and restarted,
+// the NATS server restarts twice, and GitHub is rate-limited for a minute. The faults are triggered
+// by progress, not by timers. Afterwards every deployment and incident is in DevLake exactly once,
+// the exporter's counters are exact, and the dead-letter stream is empty.
+//
+// The raw events are published directly: the watcher's and the poller's own exactly-once
+// guarantees are tested in their services against a real kube-apiserver and a fake WebRCA.
+//
+// It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: about 5.5
+// minutes without the race detector, 9 with it.
+func TestChaosExactlyOnce(t *testing.T) {
+	if os.Getenv("DORAFLOW_CHAOS") == "" {
+		t.Skip("chaos run: set DORAFLOW_CHAOS=1 or run make test-chaos (CI does)")
+	}
+	bin := binaries(t)
+	srv := natstest.Start(t)
+	nc, js := srv.Connect()
+	topo := messaging.Topology{Replicas: 1, MaxAge: 24 * time.Hour, DeadLetterMaxAge: 24 * time.Hour, Duplicates: 10 * time.Minute}
+	if err := topo.EnsureStreams(t.Context(), js, events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter); err != nil {
+		t.Fatal(err)
+	}
+
+	gh := githubtest.New(t)
+	repos := make([]*githubtest.Repo, chaosComponents)
+	for c := range repos {
+		repos[c] = gh.Repo("acme", "svc-"+strconv.Itoa(c))
+		repos[c].Push(1)
+	}
+	lake := devlaketest.New()
+	lakeSrv := httptest.NewServer(lake)
+	t.Cleanup(lakeSrv.Close)
+	conn := lake.AddConnection("doraflow-global")
+	lake.SetFaults(devlaketest.Faults{Seed: 20261122, ServerErrors: 0.3, Stalls: 0.1, StallFor: 5 * time.Second})
+
+	var products strings.Builder
+	for c := range chaosComponents {
+		fmt.Fprintf(&products, "    - {name: P%d, components: [svc-%d]}\n", c, c)
+	}
+	config := filepath.Join(t.TempDir(), "config.yaml")
+	writeConfig(t, config, fmt.Sprintf(`github:
+  base_url: %s
+  repo_hosts: [github.com]
+enricher:
+  products:
+%sintegration:
+  devlake:
+    enabled: true
+    base_url: %s
+    project_id: global
+devlake_sink:
+  connections:
+    - {project_id: global, connection_id: %d, token_env: DEVLAKE_TOKEN}
+  timeout: 150ms
+  attempts: 3
+  backoff: 20ms
+  max_backoff: 200ms
+  breaker: {failures: 20, open_for: 200ms, max_open_for: 2s}
+metrics:
+  windows: [720h]
+`, gh.URL(), products.String(), lakeSrv.URL, conn.ID))
+	launch := func(name string) *proc {
+		addr := servicetest.FreeAddr(t)
+		out := &servicetest.Buffer{}
+		cmd := exec.Command(filepath.Join(bin, name), "--config", config)
+		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+srv.URL(), "DEVLAKE_TOKEN="+conn.APIKey, "LOG_LEVEL=warn")
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{name: name, cmd: cmd, ops: "http://" + addr, out: out, done: make(chan error, 1)}
+		go func() { p.done <- cmd.Wait() }()
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		return p
+	}
+	// Three sink replicas share the durable consumers, as the production overlay scales them.
+	procs := map[string]*proc{}
+	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher"} {
+		procs[name] = launch(strings.TrimSuffix(strings.TrimSuffix(name, "-2"), "-3"))
+	}
+	for _, p := range procs {
+		waitReady(t, p)
+	}
+
+	// The workload: deployments across 20 components, each shipping one new commit, and incidents.
+	pub, err := messaging.NewPublisher(nc, "chaos", zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	defer func() { t.Logf("chaos run took %s", time.Since(start).Round(time.Second)) }()
+	base := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	deployIDs := map[string]bool{}
+	publishDeployments := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			c := i % chaosComponents
+			repos[c].Squash(1)
+			at := base.Add(time.Duration(i) * time.Minute)
+			ev := events.DeploymentObserved{ID: events.DeploymentID("chaos", "uid-"+strconv.Itoa(c), int64(i/chaosComponents)),
+				Source: "argocd", Instance: "chaos", Cluster: "prod", Namespace: "argocd",
+				Application: fmt.Sprintf("svc-%d-prod", c), Component: "svc-" + strconv.Itoa(c),
+				Environment: events.EnvironmentProduction, Kind: events.KindDeploy, Result: events.ResultSuccess,
+				AppCommits: []events.CommitRef{{SHA: repos[c].Head(), RepoURL: repos[c].URL(), Via: "image_tag"}},
+				StartedAt:  at.Add(-time.Minute), FinishedAt: at}
+			deployIDs[ev.ID] = true
+			if err := pub.Publish(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publishDeployments(0, chaosDeployments/2)
+	incidentKeys := map[string]bool{}
+	for i := range chaosIncidents {
+		created := base.Add(time.Duration(i*10)*time.Minute + 30*time.Second)
+		key := fmt.Sprintf("ITN-2026-%05d", i+1)
+		inc := events.IncidentObserved{Source: "webrca", IncidentID: fmt.Sprintf("uuid-%d", i), Key: key,
+			Change: events.IncidentOpened, Title: "Incident " + key, Status: "investigating",
+			Products: []string{"P" + strconv.Itoa(i%chaosComponents)}, CreatedAt: created, ObservedAt: created.Add(time.Minute),
+			Fingerprint: "f-" + key}
+		inc.ID = events.IncidentEventID("webrca", inc.IncidentID, inc.Change, inc.Fingerprint)
+		incidentKeys[key] = true
+		if err := pub.Publish(t.Context(), inc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("published %d deployments and %d incidents", chaosDeployments/2, chaosIncidents)
+
+	stored := func() int { return len(lake.Deployments(conn.ID)) }
+	enriched := func() int {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, events.StreamEnriched)
+		if err != nil {
+			return 0
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0
+		}
+		return int(info.State.Msgs)
+	}
+	atLeast := func(what string, n int, f func() int) {
+		t.Helper()
+		wait.For(t, 5*time.Minute, func() error {
+			if got := f(); got < n {
+				return fmt.Errorf("%s: %d, waiting for %d", what, got, n)
+			}
+			return nil
+		})
+	}
+	restart := func(name string) {
+		t.Helper()
+		p := procs[name]
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-p.done; err == nil {
+			t.Fatalf("%s exited cleanly after SIGKILL", name)
+		}
+		procs[name] = launch(strings.TrimSuffix(strings.TrimSuffix(name, "-2"), "-3"))
+		waitReady(t, procs[name])
+	}
+
+	atLeast("enriched events", 1500, enriched)
+	srv.Restart()
+	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+	atLeast("enriched events", 3000, enriched)
+	restart("enricher")
+	t.Logf("SIGKILL enricher at %d enriched", enriched())
+	atLeast("enriched events", 4000, enriched)
+	reset := time.Now().Add(time.Minute)
+	gh.SetQuota("core", 1_000_000, 0, reset)
+	gh.SetQuota("graphql", 1_000_000, 0, reset)
+	publishDeployments(chaosDeployments/2, chaosDeployments)
+	t.Logf("GitHub rate-limited until %s at %d enriched; the other %d deployments published", reset.Format(time.TimeOnly), enriched(), chaosDeployments/2)
+	atLeast("DevLake deployments", 2000, stored)
+	restart("devlake-sink")
+	t.Logf("SIGKILL devlake-sink at %d stored", stored())
+	atLeast("DevLake deployments", 4000, stored)
+	srv.Restart()
+	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+
+	// Settle: everything everywhere, exactly.
+	wait.For(t, 10*time.Minute, func() error {
+		var waiting []string
+		if n := stored(); n < chaosDeployments {
+			waiting = append(waiting, fmt.Sprintf("DevLake deployments %d/%d", n, chaosDeployments))
+		}
+		if n := len(lake.Issues(conn.ID)); n < chaosIncidents {
+			waiting = append(waiting, fmt.Sprintf("DevLake incidents %d/%d", n, chaosIncidents))
+		}
+		d, i, err := exporterTotals(t.Context(), procs["metrics-exporter"].ops)
+		if err != nil {
+			return err
+		}
+		if d < chaosDeployments || i < chaosIncidents {
+			waiting = append(waiting, fmt.Sprintf("exporter %v/%d deployments %v/%d incidents", d, chaosDeployments, i, chaosIncidents))
+		}
+		if len(waiting) > 0 {
+			return fmt.Errorf("%s", strings.Join(waiting, "; "))
+		}
+		return nil
+	})
+
+	// Exactly once: the right set in DevLake, exact counters, no dead letters.
+	got := map[string]int{}
+	for _, d := range lake.Deployments(conn.ID) {
+		got[d.ID[strings.LastIndex(d.ID, "/")+1:]]++
+	}
+	for id := range deployIDs {
+		if got[id] != 1 {
+			t.Errorf("deployment %s is in DevLake %d times, want once", id, got[id])
+		}
+	}
+	if len(got) != chaosDeployments {
+		t.Errorf("DevLake holds %d deployments, want %d", len(got), chaosDeployments)
+	}
+	issues := map[string]int{}
+	for _, is := range lake.Issues(conn.ID) {
+		issues[is.IssueKey]++
+	}
+	for key := range incidentKeys {
+		if issues[key] != 1 {
+			t.Errorf("incident %s is in DevLake %d times, want once", key, issues[key])
+		}
+	}
+	d, i, err := exporterTotals(t.Context(), procs["metrics-exporter"].ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != chaosDeployments || i != chaosIncidents {
+		t.Errorf("exporter counts %v deployments and %v incidents, want exactly %d and %d", d, i, chaosDeployments, chaosIncidents)
+	}
+	dlq, err := js.Stream(t.Context(), events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := dlq.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("%d dead letters, want none", info.State.Msgs)
+	}
+	statuses := lake.StatusCounts()
+	t.Logf("DevLake answered %v; GitHub answered %v", statuses, gh.Statuses())
+	if statuses[500] == 0 || gh.Statuses()[403] == 0 {
+		t.Errorf("the faults did not strike (DevLake %v, GitHub %v)", statuses, gh.Statuses())
+	}
+}
+
+func writeConfig(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitReady(t *testing.T, p *proc) {
+	t.Helper()
+	wait.For(t, 30*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited: %v\n%s", p.name, err, p.out)
+		default:
+		}
+		code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/readyz")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("%s /readyz %d: %s", p.name, code, body)
+		}
+		return nil
+	})
+}
+
+// exporterTotals sums dora_deployments_total and dora_incidents_total.
+func exporterTotals(ctx context.Context, ops string) (deployments, incidents float64, err error) {
+	_, body, err := servicetest.HTTPGet(ctx, ops+"/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range mfs["dora_deployments_total"].GetMetric() {
+		deployments += m.GetCounter().GetValue()
+	}
+	for _, m := range mfs["dora_incidents_total"].GetMetric() {
+		incidents += m.GetCounter().GetValue()
+	}
+	return deployments, incidents, nil
+}
