@@ -93,21 +93,7 @@ func TestBinariesStartAndStopCleanlyOnSIGTERM(t *testing.T) {
 		procs = append(procs, start(t, bin, s, "NATS_URL="+srv.URL()))
 	}
 	for _, p := range procs {
-		wait.For(t, 30*time.Second, func() error {
-			select {
-			case err := <-p.done:
-				t.Fatalf("%s exited before it was ready: %v\n%s", p.name, err, p.out)
-			default:
-			}
-			code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/readyz")
-			if err != nil {
-				return err
-			}
-			if code != 200 {
-				return fmt.Errorf("%s /readyz %d: %s", p.name, code, body)
-			}
-			return nil
-		})
+		waitReady(t, p)
 		if code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/"); err != nil || code != 200 || !strings.Contains(body, `"version": "e2e"`) {
 			t.Errorf("%s GET / = %d %s %v", p.name, code, body, err)
 		}
@@ -153,4 +139,24 @@ func TestBinaryFailsFastOnBadConfig(t *testing.T) {
 			t.Errorf("output misses %q:\n%s", want, p.out)
 		}
 	}
+}
+
+// waitReady waits until a service process answers /readyz with 200, failing if it exits first.
+func waitReady(t *testing.T, p *proc) {
+	t.Helper()
+	wait.For(t, 30*time.Second, func() error {
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited: %v\n%s", p.name, err, p.out)
+		default:
+		}
+		code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/readyz")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("%s /readyz %d: %s", p.name, code, body)
+		}
+		return nil
+	})
 }

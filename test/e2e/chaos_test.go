@@ -293,25 +293,6 @@ func writeConfig(t *testing.T, path, body string) {
 	}
 }
 
-func waitReady(t *testing.T, p *proc) {
-	t.Helper()
-	wait.For(t, 30*time.Second, func() error {
-		select {
-		case err := <-p.done:
-			t.Fatalf("%s exited: %v\n%s", p.name, err, p.out)
-		default:
-		}
-		code, body, err := servicetest.HTTPGet(t.Context(), p.ops+"/readyz")
-		if err != nil {
-			return err
-		}
-		if code != 200 {
-			return fmt.Errorf("%s /readyz %d: %s", p.name, code, body)
-		}
-		return nil
-	})
-}
-
 // exporterTotals sums dora_deployments_total and dora_incidents_total.
 func exporterTotals(ctx context.Context, ops string) (deployments, incidents float64, err error) {
 	_, body, err := servicetest.HTTPGet(ctx, ops+"/metrics")
