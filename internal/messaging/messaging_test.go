@@ -566,3 +566,108 @@ func TestRetryAfterRedeliversAfterTheAskedDelayWithoutInProcessRetries(t *testin
 	}
 	run.stop(t)
 }
+
+func TestConcurrencyHandlesThatManyAtOnceAndNoMore(t *testing.T) {
+	const concurrency, n = 4, 20
+	h := newHarness(t)
+	var active, peak, done atomic.Int64
+	full := make(chan struct{}) // closed once concurrency handlers ran at the same time
+	var once sync.Once
+	h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "parallel-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved,
+			Concurrency: concurrency},
+			Handle(func(ctx context.Context, p payload) error {
+				now := active.Add(1)
+				defer active.Add(-1)
+				for {
+					old := peak.Load()
+					if now <= old || peak.CompareAndSwap(old, now) {
+						break
+					}
+				}
+				if now == concurrency {
+					once.Do(func() { close(full) })
+				}
+				// The first messages wait until the handler is full, which only parallel handling reaches.
+				select {
+				case <-full:
+				case <-time.After(10 * time.Second):
+					return Permanent(errors.New("handlers never ran in parallel"))
+				}
+				done.Add(1)
+				return nil
+			}))
+	})
+	for i := range n {
+		h.publishJSON(events.SubjectDeploymentObserved, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"n":%d}`, i))
+	}
+	wait.For(t, 20*time.Second, h.settled("svc-parallel-on-observed", events.StreamRaw, n))
+	if got := done.Load(); got != n {
+		t.Errorf("handled %d messages successfully, want %d", got, n)
+	}
+	if got := peak.Load(); got != concurrency {
+		t.Errorf("at most %d messages were handled at once, want exactly %d", got, concurrency)
+	}
+	if dl := h.deadLetters("svc"); len(dl) != 0 {
+		t.Errorf("%d messages dead-lettered, want none", len(dl))
+	}
+}
+
+func TestCloseWithConcurrencySettlesEveryInFlightMessage(t *testing.T) {
+	const concurrency, n = 3, 10
+	h := newHarness(t)
+	entered, release := make(chan struct{}, n), make(chan struct{})
+	var handled sync.Map
+	run := h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "parallel-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved,
+			Concurrency: concurrency},
+			Handle(func(ctx context.Context, p payload) error {
+				entered <- struct{}{}
+				<-release
+				handled.Store(p.N, true)
+				return nil
+			}))
+	})
+	for i := range n {
+		h.publishJSON(events.SubjectDeploymentObserved, fmt.Sprintf("m-%d", i), fmt.Sprintf(`{"n":%d}`, i))
+	}
+	for range concurrency {
+		<-entered
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- run.r.Close() }()
+	wait.For(t, 5*time.Second, func() error {
+		if run.r.Ready(t.Context()) == nil {
+			return errors.New("router still reports ready")
+		}
+		return nil
+	})
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	// Exactly the in-flight messages were handled; the buffered rest went back to the server.
+	count := 0
+	handled.Range(func(any, any) bool { count++; return true })
+	if count != concurrency {
+		t.Errorf("after close: %d messages handled, want the %d in flight", count, concurrency)
+	}
+	if info := h.consumerInfo("svc-parallel-on-observed", events.StreamRaw); info.AckFloor.Stream != concurrency {
+		t.Errorf("after close: ack floor %d, want %d", info.AckFloor.Stream, concurrency)
+	}
+	// A new router handles the rest: nothing is lost.
+	h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "parallel-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved,
+			Concurrency: concurrency},
+			Handle(func(ctx context.Context, p payload) error {
+				handled.Store(p.N, true)
+				return nil
+			}))
+	})
+	wait.For(t, 20*time.Second, h.settled("svc-parallel-on-observed", events.StreamRaw, n))
+	for i := range n {
+		if _, ok := handled.Load(i); !ok {
+			t.Errorf("message %d never handled", i)
+		}
+	}
+}

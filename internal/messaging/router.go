@@ -38,6 +38,11 @@ type Handler struct {
 	MaxDeliver int
 	// MaxAckPending bounds unacknowledged messages across replicas (default 256).
 	MaxAckPending int
+	// Concurrency is how many messages one replica handles at once (default 1: one at a time, in
+	// delivery order). Above 1, deliveries are handled in parallel and may finish in any order: use
+	// it only for handlers that are correct under reordering, as they must be with several replicas.
+	// The router's PullMaxMessages is raised to at least Concurrency.
+	Concurrency int
 	// Retries are in-process retries of one delivery before it is nacked (default 2).
 	Retries int
 	// RetryInterval is the first in-process retry delay, doubling each time (default 100ms).
@@ -53,6 +58,9 @@ func (h *Handler) setDefaults() {
 	}
 	if h.MaxAckPending <= 0 {
 		h.MaxAckPending = 256
+	}
+	if h.Concurrency <= 0 {
+		h.Concurrency = 1
 	}
 	if h.Retries == 0 {
 		h.Retries = 2
@@ -118,7 +126,7 @@ func (r *Router) Add(h Handler, fn HandlerFunc) {
 	defer r.mu.Unlock()
 	r.handlers = append(r.handlers, h)
 	durable := r.Durable(h.Name)
-	r.sub.bind(durable, binding{stream: h.Stream, ackWait: h.AckWait})
+	r.sub.bind(durable, binding{stream: h.Stream, ackWait: h.AckWait, concurrency: h.Concurrency})
 	wh := r.wm.AddConsumerHandler(durable, durable, r.sub, fn)
 	// Outermost first: observe (context, logging, metrics) → dead-letter → retry → recover panics.
 	wh.AddMiddleware(r.observe(h, durable), r.deadLetter(h, durable), middleware.Retry{

@@ -92,8 +92,9 @@ func (b nakBackoff) WaitTime(delivered uint64) time.Duration {
 
 // binding is a durable consumer a handler subscribes to.
 type binding struct {
-	stream  string
-	ackWait time.Duration
+	stream      string
+	ackWait     time.Duration
+	concurrency int // messages handled at once (at least 1)
 }
 
 // subscriber is a watermill Subscriber over JetStream durable pull consumers, written for doraflow's
@@ -150,7 +151,7 @@ func (s *subscriber) Subscribe(ctx context.Context, durable string) (<-chan *mes
 		return nil, fmt.Errorf("bind consumer %s on %s: %w", durable, b.stream, err)
 	}
 	// A small pull batch: buffered messages age towards AckWait while earlier ones are handled.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(s.pullMax))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(s.pullMax, b.concurrency)))
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", durable, err)
 	}
@@ -168,8 +169,13 @@ func (s *subscriber) Subscribe(ctx context.Context, durable string) (<-chan *mes
 	return out, nil
 }
 
+// loop hands each delivery to the handler, at most b.concurrency at once, and returns when the
+// iterator is closed and every handed-out message has settled.
 func (s *subscriber) loop(ctx context.Context, durable string, b binding, iter jetstream.MessagesContext, out chan<- *message.Message) {
 	log := s.log.With().Str("handler", durable).Logger()
+	slots := make(chan struct{}, max(b.concurrency, 1))
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	for {
 		jm, err := iter.Next()
 		if err != nil {
@@ -189,7 +195,23 @@ func (s *subscriber) loop(ctx context.Context, durable string, b binding, iter j
 			s.nakNow(jm, log) // buffered but not started: hand it back at once
 			continue
 		}
-		s.deliver(ctx, jm, b, out, log)
+		slots <- struct{}{} // frees when a handed-out message settles (bounded by AckWait)
+		if s.isClosing() {
+			<-slots
+			s.nakNow(jm, log)
+			continue
+		}
+		if cap(slots) == 1 {
+			s.deliver(ctx, jm, b, out, log) // in delivery order, one at a time
+			<-slots
+			continue
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-slots }()
+			s.deliver(ctx, jm, b, out, log)
+		}()
 	}
 }
 
