@@ -22,6 +22,8 @@ type memStore struct {
 	vals map[string]memEntry
 	// beforeUpdate, when set, runs before each Update/Create (to interleave another writer).
 	beforeUpdate func(key string)
+	// afterGet, when set, runs after each Get has read (to interleave another writer).
+	afterGet func(key string)
 }
 
 type memEntry struct {
@@ -32,6 +34,9 @@ type memEntry struct {
 func newMemStore() *memStore { return &memStore{vals: map[string]memEntry{}} }
 
 func (m *memStore) Get(_ context.Context, key string) ([]byte, uint64, error) {
+	if m.afterGet != nil {
+		defer m.afterGet(key)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.vals[key]

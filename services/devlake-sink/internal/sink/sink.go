@@ -283,6 +283,9 @@ type incidentState struct {
 	Fingerprint string          `json:"fingerprint"`
 	PostedAt    time.Time       `json:"posted_at"`
 	Payload     json.RawMessage `json:"payload"`
+	// Restore marks that DevLake may hold an older state than this one (a restore is owed): the
+	// next delivery of any state of the incident posts this one again.
+	Restore bool `json:"restore,omitempty"`
 }
 
 // newer reports whether a is a later observation than b: by ObservedAt, then the source's
@@ -348,7 +351,7 @@ func (s *Sink) incidentOn(ctx context.Context, c Connection, ev events.IncidentE
 			return targetOutcome{err: fmt.Errorf("connection %d: read incident state: %w", c.ID, err)}
 		}
 		if found && !newer(mine, cur) {
-			if !posted {
+			if !posted && !cur.Restore {
 				reason := LedgerStale
 				if cur.EventID == mine.EventID || cur.Fingerprint == mine.Fingerprint && !newer(cur, mine) {
 					reason = LedgerDuplicate
@@ -356,15 +359,29 @@ func (s *Sink) incidentOn(ctx context.Context, c Connection, ev events.IncidentE
 				s.obs.LedgerSkip(devlake.KindIssues, reason)
 				return targetOutcome{}
 			}
-			// Another replica stored a newer state after this one posted an older one: DevLake may
-			// now hold the older state, so post the newest again. Like every post, the restore is
-			// followed by a compare-and-set (of the same state), so a post racing with it is
-			// detected by one of the two and repeated: the last successful compare-and-set is
-			// always of the state DevLake received last.
+			// DevLake may hold an older state than the ledger's: this delivery posted one after a
+			// newer state won the compare-and-set, or an earlier restore failed. Record that first,
+			// so a restore that fails now is repeated by the next delivery of any state of the
+			// incident instead of being forgotten; then post the newest state again and clear the
+			// mark with a compare-and-set, so a post racing with the restore is detected by one of
+			// the two and repeated: the last successful compare-and-set is always of the state
+			// DevLake received last.
+			if !cur.Restore {
+				cur.Restore = true
+				marked, _ := json.Marshal(cur)
+				switch rev, err = s.store.Update(ctx, key, marked, rev); {
+				case errors.Is(err, ErrConflict):
+					continue
+				case err != nil:
+					return targetOutcome{err: fmt.Errorf("connection %d: mark incident %s for restore: %w", c.ID, ev.Key, err)}
+				}
+			}
 			if err := s.post(ctx, c, devlake.KindIssues, cur.Payload); err != nil {
 				return targetOutcome{err: targetError(c, "incident "+ev.Key+" (restoring newer state)", err)}
 			}
-			_, err := s.store.Update(ctx, key, raw, rev)
+			cur.Restore = false
+			restored, _ := json.Marshal(cur)
+			_, err := s.store.Update(ctx, key, restored, rev)
 			switch {
 			case err == nil:
 				return targetOutcome{posted: true}

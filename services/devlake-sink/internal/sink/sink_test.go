@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,6 +252,56 @@ func TestIncidentRaceRestoresTheNewestState(t *testing.T) {
 	// The older post may have landed after the newer one, so the newer state was posted again.
 	if n := e.dl.Writes(e.c1.ID, devlaketest.KindIssue, older.Key); n != 3 {
 		t.Errorf("writes = %d, want 3 (newer, older, newer restored)", n)
+	}
+}
+
+// TestFailedRestoreIsRepeatedByTheNextDelivery: the older state loses the race, and posting the
+// newer state again fails. The ledger remembers that a restore is owed, so the redelivery of the
+// older state (which alone would be skipped as stale) restores the newer state.
+func TestFailedRestoreIsRepeatedByTheNextDelivery(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 10, 15, 31, 0, 0, time.UTC)
+	older := incidentEvent(events.IncidentOpened, "investigating", at)
+	newer := incidentEvent(events.IncidentResolved, "resolved", at.Add(time.Hour))
+	older.Routing.Targets, newer.Routing.Targets = older.Routing.Targets[:1], newer.Routing.Targets[:1]
+	other := New(e.rec, e.store, newObserver(), e.sink.opts)
+	var raced bool
+	e.store.afterGet = func(string) {
+		if raced {
+			return
+		}
+		raced = true
+		// The other replica posts and records the newer state between this one's read and post,
+		// so the older state lands in DevLake last.
+		if _, err := other.Incident(ctx, newer); err != nil {
+			t.Error(err)
+		}
+		e.store.beforeUpdate = func(string) {
+			e.store.beforeUpdate = nil
+			e.dl.SetDown(http.StatusServiceUnavailable) // the restore will fail
+		}
+	}
+	if _, err := e.sink.Incident(ctx, older); err == nil {
+		t.Fatal("Incident() = nil while DevLake was down for the restore; want a retryable error")
+	}
+	if iss, _ := e.dl.Issue(e.c1.ID, older.Key); iss.Status != "IN_PROGRESS" {
+		t.Fatalf("before the redelivery DevLake holds %s, want the older IN_PROGRESS state that landed last", iss.Status)
+	}
+	e.dl.SetDown(0)
+	if _, err := e.sink.Incident(ctx, older); err != nil { // the redelivery
+		t.Fatal(err)
+	}
+	if iss, _ := e.dl.Issue(e.c1.ID, older.Key); iss.Status != "DONE" {
+		t.Errorf("after the redelivery DevLake holds %s, want the newer DONE state restored", iss.Status)
+	}
+	// Once restored, the mark is cleared: another stale delivery posts nothing.
+	writes := e.dl.Writes(e.c1.ID, devlaketest.KindIssue, older.Key)
+	if _, err := e.sink.Incident(ctx, older); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.dl.Writes(e.c1.ID, devlaketest.KindIssue, older.Key); n != writes {
+		t.Errorf("a stale delivery after the restore wrote %d more times, want 0", n-writes)
 	}
 }
 
