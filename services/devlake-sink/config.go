@@ -57,7 +57,11 @@ type sinkRules struct {
 	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// AckWait is how long one delivery (every target, every attempt) may take.
 	AckWait time.Duration `yaml:"ack_wait"`
-	Breaker breakerRules  `yaml:"breaker"`
+	// Concurrency is how many events one replica posts at once. Events are independent (the
+	// ledger settles races between them, as it does between replicas), so a slow DevLake answer
+	// holds up one slot, not the stream.
+	Concurrency int          `yaml:"concurrency"`
+	Breaker     breakerRules `yaml:"breaker"`
 	// GitOpsCommitFallback posts a deployment without application commits with its GitOps
 	// revision as the commit (the seed's behaviour); off, such deployments are skipped and counted.
 	GitOpsCommitFallback bool `yaml:"gitops_commit_fallback"`
@@ -86,7 +90,7 @@ const defaultTokenEnv = "DEVLAKE_WEBHOOK_TOKEN"
 func defaultRules() rules {
 	return rules{Sink: sinkRules{
 		Timeout: 10 * time.Second, Attempts: 3, Backoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second,
-		AckWait: 2 * time.Minute, GitOpsCommitFallback: true,
+		AckWait: 2 * time.Minute, Concurrency: 8, GitOpsCommitFallback: true,
 		Breaker: breakerRules{Failures: 5, OpenFor: 10 * time.Second, MaxOpenFor: 5 * time.Minute,
 			ConfigErrorOpenFor: 5 * time.Minute},
 	}}
@@ -159,6 +163,9 @@ func (r *rules) Validate() error {
 	positive("devlake_sink.breaker.config_error_open_for", s.Breaker.ConfigErrorOpenFor)
 	if s.AckWait < 2*s.Timeout {
 		p.Addf("devlake_sink.ack_wait", "%s must be at least twice devlake_sink.timeout (%s)", s.AckWait, s.Timeout)
+	}
+	if s.Concurrency < 1 || s.Concurrency > 256 {
+		p.Addf("devlake_sink.concurrency", "%d is not from 1 to 256", s.Concurrency)
 	}
 	if s.Attempts < 1 || s.Attempts > 10 {
 		p.Addf("devlake_sink.attempts", "%d is not from 1 to 10", s.Attempts)

@@ -66,10 +66,11 @@ func starter(getenv func(string) string) func(context.Context, *service.Deps[rul
 		// MaxDeliver -1: a DevLake outage never exhausts deliveries. Only permanent errors (400, 404,
 		// no connection for a project, undecodable events) are dead-lettered; everything else is
 		// naked with a growing delay while the connection's circuit is open. Retries are the sink's
-		// own (per post, with jitter), so the router adds none.
+		// own (per post, with jitter), so the router adds none. Events are posted Concurrency at a
+		// time: each is independent, and the ledger settles races as it does between replicas.
 		handler := func(name, subject string) messaging.Handler {
 			return messaging.Handler{Name: name, Stream: events.StreamEnriched, Subject: subject,
-				AckWait: s.AckWait, MaxDeliver: -1, Retries: -1}
+				AckWait: s.AckWait, MaxDeliver: -1, Retries: -1, Concurrency: s.Concurrency}
 		}
 		d.Router.Add(handler(handlerDeployment, events.SubjectDeploymentEnriched),
 			messaging.Handle(func(ctx context.Context, in events.DeploymentEnriched) error {

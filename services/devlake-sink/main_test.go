@@ -265,11 +265,9 @@ func TestFaultyDevLakeGetsEverythingExactlyOnce(t *testing.T) {
 		if got, want := len(dl.WriteCounts(c, devlaketest.KindDeployment)), n-map[bool]int{true: 1}[c == h.c2.ID]; got != want {
 			t.Errorf("connection %d: %d deployments, want %d", c, got, want)
 		}
-		for key, w := range dl.WriteCounts(c, devlaketest.KindIssue) {
-			if w > 2 { // open then resolved; a late open is skipped as stale
-				t.Errorf("connection %d: incident %s written %d times", c, key, w)
-			}
-		}
+		// Incidents are states, not rows: their write counts are not bounded. With events posted
+		// concurrently an open state can land after the resolved one (the ledger then posts the
+		// resolved state again), or be skipped as stale. The end state, checked above, is the contract.
 	}
 	dead := h.deadLetters(t)[0]
 	var got events.DeploymentEnriched
