@@ -154,26 +154,11 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	for p, c := range conns {
 		secrets = append(secrets, "DEVLAKE_TOKEN_"+strings.ToUpper(p)+"="+c.APIKey)
 	}
-	procs := make([]*child, 0, len(services))
-	defer func() { stopAll(procs, io.Discard) }()
-	ops := map[string]string{}
-	for i, s := range services {
-		addr := "127.0.0.1:" + strconv.Itoa(o.opsBase+i)
-		if o.opsBase == 0 {
-			if addr, err = freeAddr(); err != nil {
-				return err
-			}
-		}
-		env := append(childEnv(getenv, natsURL, addr), secrets...)
-		c, err := startChild(ctx, filepath.Join(o.binDir, s), s, filepath.Join(logDir, s+".log"), []string{"--config", configPath}, env)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, c)
-		ops[s] = "http://" + addr
-		fmt.Fprintf(o.out, "%-17s http://%s/\n", s, addr)
-	}
-	if err := waitReady(ctx, procs, ops, 60*time.Second); err != nil {
+	procs, ops, err := startServices(ctx, launch{binDir: o.binDir, logDir: logDir, config: configPath, opsBase: o.opsBase,
+		env: func(addr string) []string { return append(childEnv(getenv, natsURL, addr), secrets...) }, ready: 60 * time.Second,
+		started: func(c *child, addr string) { fmt.Fprintf(o.out, "%-17s http://%s/\n", c.name, addr) }})
+	defer stopAll(procs, io.Discard)
+	if err != nil {
 		return err
 	}
 

@@ -20,9 +20,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// services in start order: consumers first, so nothing waits long for its durable consumer.
-var services = []string{"metrics-exporter", "devlake-sink", "enricher", "webrca-poller", "argocd-watcher"}
-
 // localOptions configure `doraflow local`.
 type localOptions struct {
 	binDir   string
@@ -94,29 +91,13 @@ func (o localOptions) run(ctx context.Context, getenv func(string) string, out i
 		}
 	}
 
-	procs := make([]*child, 0, len(services))
-	defer func() { stopAll(procs, out) }()
-	ops := map[string]string{}
-	for i, s := range services {
-		var addr string
-		if o.opsBase > 0 {
-			addr = "127.0.0.1:" + strconv.Itoa(o.opsBase+i)
-		} else {
-			addr, err = freeAddr()
-			if err != nil {
-				return err
-			}
-		}
-		c, err := startChild(ctx, filepath.Join(o.binDir, s), s, filepath.Join(o.logDir, s+".log"),
-			[]string{"--config", configPath}, childEnv(getenv, natsURL, addr))
-		if err != nil {
-			return err
-		}
-		procs = append(procs, c)
-		ops[s] = "http://" + addr
-		fmt.Fprintf(out, "%-17s http://%s/  (/metrics /readyz /api/v1/health; log %s)\n", s, addr, c.logPath)
-	}
-	if err := waitReady(ctx, procs, ops, o.ready); err != nil {
+	procs, ops, err := startServices(ctx, launch{binDir: o.binDir, logDir: o.logDir, config: configPath, opsBase: o.opsBase,
+		env: func(addr string) []string { return childEnv(getenv, natsURL, addr) }, ready: o.ready,
+		started: func(c *child, addr string) {
+			fmt.Fprintf(out, "%-17s http://%s/  (/metrics /readyz /api/v1/health; log %s)\n", c.name, addr, c.logPath)
+		}})
+	defer stopAll(procs, out)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "doraflow is running. Ctrl-C stops everything.")
