@@ -79,23 +79,30 @@ func (o *object) str(field string) string {
 	}
 }
 
-// uint reads an unsigned integer field (numbers, or strings holding one).
-func (o *object) uint(field string) uint64 {
+// numberText reads a number field as text: a JSON number's digits, or a string as it is (the
+// caller parses it). It returns false, leaving the caller's zero value, when the field is absent,
+// null or an empty string, or holds another type, which is a problem reported with typ, the Go type
+// DevLake decodes into.
+func (o *object) numberText(field, typ string) (string, bool) {
 	v, ok := o.fields[strings.ToLower(field)]
 	if !ok || v == nil {
-		return 0
+		return "", false
 	}
-	var s string
 	switch x := v.(type) {
 	case json.Number:
-		s = x.String()
+		return x.String(), true
 	case string:
-		if x == "" {
-			return 0
-		}
-		s = x
+		return x, x != ""
 	default:
-		o.fail(field, "expected type 'uint', got unconvertible type '%T'", v)
+		o.fail(field, "expected type '%s', got unconvertible type '%T'", typ, v)
+		return "", false
+	}
+}
+
+// uint reads an unsigned integer field (numbers, or strings holding one).
+func (o *object) uint(field string) uint64 {
+	s, ok := o.numberText(field, "uint")
+	if !ok {
 		return 0
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f == math.Trunc(f) && f <= math.MaxUint32 {
@@ -107,21 +114,8 @@ func (o *object) uint(field string) uint64 {
 
 // int reads a signed integer field.
 func (o *object) int(field string) int64 {
-	v, ok := o.fields[strings.ToLower(field)]
-	if !ok || v == nil {
-		return 0
-	}
-	var s string
-	switch x := v.(type) {
-	case json.Number:
-		s = x.String()
-	case string:
-		if x == "" {
-			return 0
-		}
-		s = x
-	default:
-		o.fail(field, "expected type 'int', got unconvertible type '%T'", v)
+	s, ok := o.numberText(field, "int")
+	if !ok {
 		return 0
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && math.Abs(f) <= math.MaxInt32 {
@@ -133,21 +127,8 @@ func (o *object) int(field string) int64 {
 
 // float reads a number field; nil when absent.
 func (o *object) float(field string) *float64 {
-	v, ok := o.fields[strings.ToLower(field)]
-	if !ok || v == nil {
-		return nil
-	}
-	var s string
-	switch x := v.(type) {
-	case json.Number:
-		s = x.String()
-	case string:
-		if x == "" {
-			return nil
-		}
-		s = x
-	default:
-		o.fail(field, "expected type 'float64', got unconvertible type '%T'", v)
+	s, ok := o.numberText(field, "float64")
+	if !ok {
 		return nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
