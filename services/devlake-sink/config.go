@@ -17,29 +17,8 @@ import (
 // (enabled, base_url, project_id, teams[]) keep their meaning; what only the sink reads lives in
 // the devlake_sink section, which the other services skip.
 type rules struct {
-	Integration integration `yaml:"integration"`
-	Sink        sinkRules   `yaml:"devlake_sink"`
-}
-
-type integration struct {
-	Devlake devlakeRules `yaml:"devlake"`
-}
-
-type devlakeRules struct {
-	// Enabled turns posting on; with it off the service starts, reports that it is disabled and idles.
-	Enabled bool `yaml:"enabled"`
-	// BaseURL is DevLake's API: https://<host>/api through config-ui, or http://<lake>:8080.
-	BaseURL string `yaml:"base_url"`
-	// ProjectID is the global project.
-	ProjectID string `yaml:"project_id"`
-	Teams     []team `yaml:"teams"`
-}
-
-type team struct {
-	Name      string `yaml:"name"`
-	ProjectID string `yaml:"project_id"`
-	// ArgocdComponents is read by the enricher's routing; the sink accepts it so both share a file.
-	ArgocdComponents []string `yaml:"argocd_components"`
+	Integration config.Integration `yaml:"integration"`
+	Sink        sinkRules          `yaml:"devlake_sink"`
 }
 
 // sinkRules are the sink's own settings.

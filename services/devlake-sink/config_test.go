@@ -6,12 +6,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/doraflow/doraflow/internal/config"
 )
 
 func TestConnectionPlansKeepTheSeedMapping(t *testing.T) {
 	r := defaultRules()
-	r.Integration.Devlake = devlakeRules{Enabled: true, BaseURL: "http://lake:8080", ProjectID: "1",
-		Teams: []team{{Name: "a", ProjectID: "2"}, {Name: "b", ProjectID: "7"}, {Name: "c", ProjectID: "2"}}}
+	r.Integration.Devlake = config.DevLake{Enabled: true, BaseURL: "http://lake:8080", ProjectID: "1",
+		Teams: []config.Team{{Name: "a", ProjectID: "2"}, {Name: "b", ProjectID: "7"}, {Name: "c", ProjectID: "2"}}}
 	r.Sink.Connections = []connectionRule{{ProjectID: "7", ConnectionID: 12, TokenEnv: "TOKEN_B"}}
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)

@@ -15,30 +15,9 @@ import (
 // rules is the enricher's behaviour, from the YAML file. The seed project's team routing
 // (integration.devlake.project_id and teams[].argocd_components) keeps its meaning.
 type rules struct {
-	Integration integration   `yaml:"integration"`
-	Github      githubRules   `yaml:"github"`
-	Enricher    enricherRules `yaml:"enricher"`
-}
-
-type integration struct {
-	Devlake devlakeRouting `yaml:"devlake"`
-}
-
-// devlakeRouting is the seed's integration.devlake section. The enricher reads the routing; the
-// other keys belong to devlake-sink and are accepted so both can share one file.
-type devlakeRouting struct {
-	Enabled bool   `yaml:"enabled"`
-	BaseURL string `yaml:"base_url"`
-	// ProjectID is the global DevLake project that receives every event.
-	ProjectID string `yaml:"project_id"`
-	Teams     []team `yaml:"teams"`
-}
-
-type team struct {
-	Name      string `yaml:"name"`
-	ProjectID string `yaml:"project_id"`
-	// ArgocdComponents are the components whose events this team's project receives.
-	ArgocdComponents []string `yaml:"argocd_components"`
+	Integration config.Integration `yaml:"integration"`
+	Github      githubRules        `yaml:"github"`
+	Enricher    enricherRules      `yaml:"enricher"`
 }
 
 type githubRules struct {
@@ -131,7 +110,9 @@ func (r *rules) Validate() error {
 	return p.Err()
 }
 
-func validateRouting(p *config.Problems, d devlakeRouting) {
+// validateRouting checks the teams the enricher routes to; the keys only devlake-sink reads are
+// devlake-sink's to check.
+func validateRouting(p *config.Problems, d config.DevLake) {
 	names := map[string]int{}
 	for i, t := range d.Teams {
 		path := fmt.Sprintf("integration.devlake.teams[%d]", i)

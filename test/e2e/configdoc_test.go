@@ -126,12 +126,75 @@ func renderConfigDoc(t *testing.T, refs []reference) string {
 type field struct{ path, typ, doc string }
 
 // configFields parses a service's package and lists the YAML keys of its `rules` type, depth first,
-// with each field's Go type and doc comment.
+// with each field's Go type and doc comment. Sections shared by several services are types of
+// internal/config (config.Integration), followed there.
 func configFields(t *testing.T, service string) []field {
 	t.Helper()
-	dir := filepath.Join("..", "..", "services", service)
+	structs := map[string]*ast.StructType{} // by type name; "config.Name" for internal/config
+	parseStructs(t, filepath.Join("..", "..", "services", service), "", structs)
+	parseStructs(t, filepath.Join("..", "..", "internal", "config"), "config", structs)
+	root, ok := structs["rules"]
+	if !ok {
+		t.Fatalf("%s: no type rules in services/%s", service, service)
+	}
+	// resolve names the struct type e refers to from package pkg ("" for the service's own), and
+	// the package that declares it.
+	resolve := func(pkg string, e ast.Expr) (key, declPkg string) {
+		switch x := e.(type) {
+		case *ast.Ident:
+			if pkg == "" {
+				return x.Name, ""
+			}
+			return pkg + "." + x.Name, pkg
+		case *ast.SelectorExpr:
+			if id, ok := x.X.(*ast.Ident); ok && id.Name == "config" {
+				return "config." + x.Sel.Name, "config"
+			}
+		}
+		return "", ""
+	}
+	var out []field
+	var walk func(prefix, pkg string, st *ast.StructType, depth int)
+	walk = func(prefix, pkg string, st *ast.StructType, depth int) {
+		for _, f := range st.Fields.List {
+			if len(f.Names) == 0 || !f.Names[0].IsExported() || f.Tag == nil {
+				continue
+			}
+			tag := reflect.StructTag(strings.Trim(f.Tag.Value, "`")).Get("yaml")
+			name, _, _ := strings.Cut(tag, ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			path := prefix + name
+			doc := strings.Join(strings.Fields(f.Doc.Text()+" "+f.Comment.Text()), " ")
+			elem, isList := f.Type, false
+			if arr, ok := f.Type.(*ast.ArrayType); ok {
+				elem, isList = arr.Elt, true
+			}
+			if key, elemPkg := resolve(pkg, elem); structs[key] != nil && depth < 8 {
+				if isList {
+					out = append(out, field{path, "list", doc})
+					walk(path+"[].", elemPkg, structs[key], depth+1)
+				} else {
+					if doc != "" {
+						out = append(out, field{path, "section", doc})
+					}
+					walk(path+".", elemPkg, structs[key], depth+1)
+				}
+				continue
+			}
+			out = append(out, field{path, types.ExprString(f.Type), doc})
+		}
+	}
+	walk("", "", root, 0)
+	return out
+}
+
+// parseStructs adds the struct types declared in dir's non-test files to structs, named
+// pkg + "." + name (just name when pkg is empty).
+func parseStructs(t *testing.T, dir, pkg string, structs map[string]*ast.StructType) {
+	t.Helper()
 	fset := token.NewFileSet()
-	structs := map[string]*ast.StructType{}
 	matches, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,50 +218,15 @@ func configFields(t *testing.T, service string) []field {
 					continue
 				}
 				if st, ok := ts.Type.(*ast.StructType); ok {
-					structs[ts.Name.Name] = st
-				}
-			}
-		}
-	}
-	root, ok := structs["rules"]
-	if !ok {
-		t.Fatalf("%s: no type rules in %s", service, dir)
-	}
-	var out []field
-	var walk func(prefix string, st *ast.StructType, depth int)
-	walk = func(prefix string, st *ast.StructType, depth int) {
-		for _, f := range st.Fields.List {
-			if len(f.Names) == 0 || !f.Names[0].IsExported() || f.Tag == nil {
-				continue
-			}
-			tag := reflect.StructTag(strings.Trim(f.Tag.Value, "`")).Get("yaml")
-			name, _, _ := strings.Cut(tag, ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			path := prefix + name
-			doc := strings.Join(strings.Fields(f.Doc.Text()+" "+f.Comment.Text()), " ")
-			elem, isList := f.Type, false
-			if arr, ok := f.Type.(*ast.ArrayType); ok {
-				elem, isList = arr.Elt, true
-			}
-			if id, ok := elem.(*ast.Ident); ok && structs[id.Name] != nil && depth < 8 {
-				if isList {
-					out = append(out, field{path, "list", doc})
-					walk(path+"[].", structs[id.Name], depth+1)
-				} else {
-					if doc != "" {
-						out = append(out, field{path, "section", doc})
+					key := ts.Name.Name
+					if pkg != "" {
+						key = pkg + "." + key
 					}
-					walk(path+".", structs[id.Name], depth+1)
+					structs[key] = st
 				}
-				continue
 			}
-			out = append(out, field{path, types.ExprString(f.Type), doc})
 		}
 	}
-	walk("", root, 0)
-	return out
 }
 
 // lookup renders the default at a dotted path ("a.b[].c" has no single default).
