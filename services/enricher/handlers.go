@@ -37,6 +37,9 @@ const (
 	// deploymentAckWait covers a large first comparison with its pull-request batches. Work done
 	// before a timeout is cached, so a redelivery continues where the last attempt stopped.
 	deploymentAckWait = 2 * time.Minute
+	// stateCacheEntries bounds the deployment handler's copy of state keys (a baseline per
+	// component, environment and repository, a history per component).
+	stateCacheEntries = 20000
 )
 
 func start(ctx context.Context, d *service.Deps[rules], creds credentials) error {
@@ -66,12 +69,17 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	if err != nil {
 		return err
 	}
-	gh := github.NewCached(client, kvStore{kv: cache, miss: github.ErrCacheMiss}, m)
+	ghCache := newAsyncCache(d.JS, cache, github.ErrCacheMiss, func(error) { m.cacheWriteErrs.Inc() })
+	d.Go(ghCache.drain)
+	gh := github.NewCached(client, ghCache, m)
 	h := &handlers{
-		enr:  enrich.New(d.Config.enrichConfig(), gh, kvStore{kv: state, miss: enrich.ErrNotFound}, nil),
-		pub:  d.Publisher,
-		seen: processed,
-		m:    m,
+		// Deployments read state through a revision-checked copy (no round trip per read); incident
+		// linking, which cannot detect a stale copy, reads the bucket.
+		enr:       enrich.New(d.Config.enrichConfig(), gh, newCASStore(state, enrich.ErrNotFound, stateCacheEntries), nil),
+		incidents: enrich.New(d.Config.enrichConfig(), gh, kvStore{kv: state, miss: enrich.ErrNotFound}, nil),
+		pub:       d.Publisher,
+		seen:      processed,
+		m:         m,
 	}
 	// One deployment at a time, in stream order, across all replicas (MaxAckPending 1): each
 	// commit range starts where the previous deployment of the component ended, and while GitHub is
@@ -104,16 +112,20 @@ const (
 )
 
 type handlers struct {
-	enr  *enrich.Enricher
-	pub  *messaging.Publisher
-	seen jetstream.KeyValue
-	m    *metrics
+	enr       *enrich.Enricher // deployments
+	incidents *enrich.Enricher
+	pub       *messaging.Publisher
+	seen      jetstream.KeyValue
+	m         *metrics
 }
 
 // enrichDeployment publishes the DeploymentEnriched of one DeploymentObserved, once. The order is
-// what makes it exactly-once in effect: skip if the ID was processed; compute; publish (with the
-// same ID as Nats-Msg-Id, so a republish after a crash is dropped by JetStream); commit the
-// baselines; mark the ID processed. A crash anywhere before the mark recomputes the same event.
+// what makes it exactly-once in effect: skip if the ID was processed; compute; commit the
+// baselines and history with compare-and-set (a baseline remembers the state before the deployment
+// that wrote it, so a redelivery recomputes the same event); publish (with the same ID as
+// Nats-Msg-Id, so a republish after a crash is dropped by JetStream); mark the ID processed. State
+// is committed before the event is published, so an event is never published from state another
+// replica had already moved: the compare-and-set fails, and the retry recomputes.
 func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObserved) error {
 	log := zerolog.Ctx(ctx)
 	if done, err := h.processed(ctx, in.ID); err != nil || done {
@@ -123,18 +135,11 @@ func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObs
 		}
 		return err
 	}
-	plan, err := h.enr.Deployment(ctx, in)
+	plan, err := h.plan(ctx, in)
 	if err != nil {
-		return classify(err)
-	}
-	if err := plan.Event.Validate(); err != nil {
-		// A bug, not a condition that passes: dead-letter it rather than block the ordered consumer.
-		return messaging.Permanent(err)
-	}
-	if err := h.pub.Publish(ctx, plan.Event); err != nil {
 		return err
 	}
-	if err := h.enr.Apply(ctx, plan); err != nil {
+	if err := h.pub.Publish(ctx, plan.Event); err != nil {
 		return err
 	}
 	if err := h.markProcessed(ctx, in.ID); err != nil {
@@ -144,6 +149,31 @@ func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObs
 	log.Debug().Str(logging.FieldApplication, in.Application).Int("commits", len(plan.Event.Commits)).
 		Strs("quality", flagStrings(plan.Event.Quality)).Msg("deployment enriched")
 	return nil
+}
+
+// plan computes the enriched deployment and commits its state. When another replica moved the
+// state since this one read it, the commit fails before anything is published and the deployment
+// is recomputed from fresh state at once (a few times; then the delivery is retried).
+func (h *handlers) plan(ctx context.Context, in events.DeploymentObserved) (enrich.Plan, error) {
+	const attempts = 4
+	for attempt := 1; ; attempt++ {
+		plan, err := h.enr.Deployment(ctx, in)
+		if err != nil {
+			return enrich.Plan{}, classify(err)
+		}
+		if err := plan.Event.Validate(); err != nil {
+			// A bug, not a condition that passes: dead-letter it rather than block the ordered consumer.
+			return enrich.Plan{}, messaging.Permanent(err)
+		}
+		err = h.enr.Apply(ctx, plan)
+		if errors.Is(err, errStateMoved) {
+			h.m.stateMoved.Inc()
+			if attempt < attempts {
+				continue
+			}
+		}
+		return plan, err
+	}
 }
 
 // enrichIncident publishes the IncidentEnriched of one IncidentObserved, once.
@@ -156,7 +186,7 @@ func (h *handlers) enrichIncident(ctx context.Context, in events.IncidentObserve
 		}
 		return err
 	}
-	out, err := h.enr.Incident(ctx, in)
+	out, err := h.incidents.Incident(ctx, in)
 	if err != nil {
 		return classify(err)
 	}
@@ -226,26 +256,4 @@ func flagStrings(fs []events.QualityFlag) []string {
 		out[i] = string(f)
 	}
 	return out
-}
-
-// kvStore adapts a KV bucket to the Get/Put stores of internal/enrich and internal/github.
-type kvStore struct {
-	kv   jetstream.KeyValue
-	miss error // returned (wrapped) for absent keys
-}
-
-func (s kvStore) Get(ctx context.Context, key string) ([]byte, error) {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%s: %w", key, s.miss)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return e.Value(), nil
-}
-
-func (s kvStore) Put(ctx context.Context, key string, value []byte) error {
-	_, err := s.kv.Put(ctx, key, value)
-	return err
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +89,9 @@ type pipeline struct {
 	js   jetstream.JetStream
 	svc  *servicetest.Service
 	seq  int
+	// env and args start another replica.
+	env  map[string]string
+	args []string
 }
 
 func startPipeline(t *testing.T) *pipeline {
@@ -113,8 +118,15 @@ enricher:
 		t.Fatal(err)
 	}
 	_, js := ns.Connect()
-	svc := servicetest.Start(t, run, map[string]string{"NATS_URL": ns.URL(), "GITHUB_TOKEN": "test-token"}, "--config", cfg)
-	return &pipeline{t: t, gh: gh, repo: gh.Repo("acme", "checkout"), js: js, svc: svc}
+	env, args := map[string]string{"NATS_URL": ns.URL(), "GITHUB_TOKEN": "test-token"}, []string{"--config", cfg}
+	svc := servicetest.Start(t, run, env, args...)
+	return &pipeline{t: t, gh: gh, repo: gh.Repo("acme", "checkout"), js: js, svc: svc, env: env, args: args}
+}
+
+// replica starts another enricher on the same server and configuration.
+func (p *pipeline) replica() *servicetest.Service {
+	p.t.Helper()
+	return servicetest.Start(p.t, run, p.env, p.args...)
 }
 
 func (p *pipeline) deployment(cluster, sha string) events.DeploymentObserved {
@@ -372,4 +384,64 @@ func enricherLines(body string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestReplicasEnrichInOrderFromCurrentState runs two replicas. Deliveries of the ordered consumer
+// go to either; each replica keeps a copy of the state it read, which the other's writes make
+// stale. Every deployment must still get exactly the commit it shipped, as one replica would.
+func TestReplicasEnrichInOrderFromCurrentState(t *testing.T) {
+	p := startPipeline(t)
+	second := p.replica()
+	const n = 30
+	var want [][]string
+	var sent []events.DeploymentObserved
+	for range n {
+		shas := p.repo.Push(1)
+		d := p.deployment("eu", shas[0])
+		p.publish(events.SubjectDeploymentObserved, d.ID, d)
+		sent = append(sent, d)
+		want = append(want, shas)
+	}
+	got := p.waitDeployments(n)
+	if len(got) != n {
+		t.Fatalf("%d enriched deployments, want %d", len(got), n)
+	}
+	for i, d := range got {
+		if d.ID != sent[i].ID {
+			t.Fatalf("enriched[%d] = %s, want %s (stream order)", i, d.ID, sent[i].ID)
+		}
+		if diff := cmp.Diff(want[i], shaList(d.Commits)); diff != "" {
+			t.Errorf("deployment %d commits (-want +got):\n%s", i, diff)
+		}
+		if slices.Contains(d.Quality, events.QualityBehind) || slices.Contains(d.Quality, events.QualityDivergedHistory) {
+			t.Errorf("deployment %d flagged %v", i, d.Quality)
+		}
+	}
+	var enriched, conflicts float64
+	for _, s := range []*servicetest.Service{p.svc, second} {
+		_, body := s.Get(t, "/metrics")
+		enriched += metricValue(t, body, `doraflow_enricher_enriched_total{kind="deployment"}`)
+		conflicts += metricValue(t, body, `doraflow_enricher_state_conflicts_total`)
+	}
+	t.Logf("state conflicts recomputed: %v", conflicts)
+	if enriched != n {
+		t.Errorf("the replicas enriched %v deployments between them, want %d", enriched, n)
+	}
+	second.Stop(t)
+	p.svc.Stop(t)
+}
+
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }

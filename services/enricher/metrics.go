@@ -37,6 +37,8 @@ type metrics struct {
 	ranges         *prometheus.CounterVec
 	commits        prometheus.Counter
 	duplicates     *prometheus.CounterVec
+	cacheWriteErrs prometheus.Counter
+	stateMoved     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,9 +66,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Commits attributed to deployments."}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("duplicates_skipped_total"),
 			Help: "Observed events skipped because they were already enriched, by kind."}, []string{"kind"}),
+		cacheWriteErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: name("github_cache_write_errors_total"),
+			Help: "GitHub answers not written to the cache (each costs one GitHub call on a later miss)."}),
+		stateMoved: prometheus.NewCounter(prometheus.CounterOpts{Name: name("state_conflicts_total"),
+			Help: "Deployments recomputed because another replica changed their state since this one read it."}),
 	}
 	reg.MustRegister(m.githubRequests, m.rateRemaining, m.rateReset, m.cacheLookups, m.enriched, m.quality,
-		m.ranges, m.commits, m.duplicates)
+		m.ranges, m.commits, m.duplicates, m.cacheWriteErrs, m.stateMoved)
 	for _, k := range []string{kindDeployment, kindIncident} {
 		m.enriched.WithLabelValues(k)
 		m.duplicates.WithLabelValues(k)

@@ -104,8 +104,10 @@ func New(cfg Config, gh GitHub, state Store, now func() time.Time) *Enricher {
 	return &Enricher{cfg: cfg, gh: gh, state: state, now: now}
 }
 
-// Plan is an enriched deployment plus the state its publication commits: call Apply after the
-// event is published, so a crash in between recomputes the same event.
+// Plan is an enriched deployment plus the state its publication commits. Apply may run before or
+// after the event is published: a redelivery of a deployment whose state was applied recomputes
+// the same event (each baseline keeps the state before the deployment that wrote it, and history
+// entries are recorded once).
 type Plan struct {
 	Event     events.DeploymentEnriched
 	baselines map[string]baseline
