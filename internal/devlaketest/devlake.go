@@ -180,6 +180,19 @@ func (d *DevLake) Deployments(conn uint64) []Deployment {
 	return sortedValues(d.store.deployments, func(r Deployment) bool { return r.CicdScopeID == scope })
 }
 
+// DeploymentCount is len(Deployments(conn)) without copying or sorting rows (for polling).
+func (d *DevLake) DeploymentCount(conn uint64) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	scope, n := scopeID(conn), 0
+	for _, r := range d.store.deployments {
+		if r.CicdScopeID == scope {
+			n++
+		}
+	}
+	return n
+}
+
 // Deployment returns the cicd_deployments row with the id, on whichever connection wrote it last.
 func (d *DevLake) Deployment(id string) (Deployment, bool) {
 	d.mu.Lock()

@@ -167,6 +167,9 @@ func TestDeploymentUpsertIDsAndZeroing(t *testing.T) {
 	if len(rows) != 1 {
 		t.Fatalf("deployments = %+v", rows)
 	}
+	if n, other := f.d.DeploymentCount(f.c1.ID), f.d.DeploymentCount(f.c2.ID); n != 1 || other != 0 {
+		t.Errorf("DeploymentCount = %d on the posting connection, %d on the other; want 1, 0", n, other)
+	}
 	d := rows[0]
 	if d.ID != "d-1" || d.CicdScopeID != "webhook:1" || d.DurationSec != 166 || d.OriginalEnvironment != "prod-eu" ||
 		d.Name != "deploy 3f9a1c0d5e7b2a4c6e8f0a1b3c5d7e9f1a2b4c6d to PRODUCTION" || !d.CreatedDate.Equal(d.StartedDate) {

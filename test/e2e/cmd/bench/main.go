@@ -7,8 +7,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,22 +49,35 @@ type report struct {
 	GitHubCallsPerDeployment float64            `json:"github_calls_per_deployment"`
 	RSSMiB                   map[string]float64 `json:"rss_mib"`
 
-	Deployments          int       `json:"deployments"`
-	MetricsCaughtUpAfter float64   `json:"metrics_caught_up_after_s"`
-	Raw                  rawResult `json:"raw"`
-	Cores                int       `json:"cores"`
-	GoVersion            string    `json:"go_version"`
-	At                   time.Time `json:"at"`
+	Deployments          int     `json:"deployments"`
+	MetricsCaughtUpAfter float64 `json:"metrics_caught_up_after_s"`
+	// Paced is the latency when deployments arrive at a steady rate below the pipeline's limit
+	// (the burst above measures throughput, so its latency is mostly time spent queued).
+	Paced pacedResult `json:"paced"`
+	// CPUMsPerDeployment is CPU time per deployment in each process over the burst; "bench" is
+	// this process: the embedded NATS server, the publisher, and the GitHub and DevLake fakes.
+	CPUMsPerDeployment map[string]float64 `json:"cpu_ms_per_deployment"`
+	// NATSMsgsPerDeployment counts messages into the server per deployment over the burst
+	// (publishes, KV operations, API requests, acks): the pipeline's protocol cost, which unlike
+	// time does not depend on the machine.
+	NATSMsgsPerDeployment float64   `json:"nats_msgs_per_deployment"`
+	Raw                   rawResult `json:"raw"`
+	Cores                 int       `json:"cores"`
+	GoVersion             string    `json:"go_version"`
+	At                    time.Time `json:"at"`
 }
 
 func main() {
 	out := flag.String("out", "bench/report.json", "report `file`")
 	bin := flag.String("bin", "bin", "`directory` with the service binaries (make build)")
-	n := flag.Int("deployments", 2000, "deployments sent through the pipeline")
+	n := flag.Int("deployments", 2000, "deployments sent through the pipeline at once")
+	paced := flag.Int("paced", 500, "deployments sent at a steady rate afterwards, for latency")
+	rate := flag.Float64("rate", 50, "deployments per second of the paced run")
 	raw := flag.Int("raw", 20000, "messages for the raw JetStream measurement")
+	pprofDir := flag.String("pprof", "", "`directory` for CPU profiles of each service during the burst (empty: none)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *out, *bin, *n, *raw)
+	err := run(ctx, *out, *bin, *raw, pipelineOptions{n: *n, paced: *paced, rate: *rate, pprofDir: *pprofDir})
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -69,7 +85,8 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, out, bin string, n, rawN int) error {
+func run(ctx context.Context, out, bin string, rawN int, opts pipelineOptions) error {
+	n := opts.n
 	dir, err := os.MkdirTemp("", "doraflow-bench-")
 	if err != nil {
 		return err
@@ -109,14 +126,23 @@ func run(ctx context.Context, out, bin string, n, rawN int) error {
 		return err
 	}
 	fmt.Printf("pipeline: %d deployments through enricher → devlake-sink and metrics-exporter…\n", n)
-	p, err := measurePipeline(ctx, dir, bin, ns.ClientURL(), pub, n)
+	inMsgs := func() int64 {
+		v, err := ns.Varz(nil)
+		if err != nil {
+			return 0
+		}
+		return v.InMsgs
+	}
+	p, err := measurePipeline(ctx, dir, bin, ns.ClientURL(), pub, opts, inMsgs)
 	if err != nil {
 		return err
 	}
 	r := report{RawJetStreamMsgsPerS: round(rawRes.EndToEndPerS), PipelineDeploymentsPerS: round(p.perS),
 		LatencyP50Ms: round(p.p50), LatencyP99Ms: round(p.p99),
 		GitHubCallsPerDeployment: round(p.githubPerDeployment), RSSMiB: p.rss, Deployments: n,
-		MetricsCaughtUpAfter: round(p.metricsAfter), Raw: rawRes, Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
+		MetricsCaughtUpAfter: round(p.metricsAfter), Paced: p.paced, CPUMsPerDeployment: p.cpu,
+		NATSMsgsPerDeployment: round(p.natsMsgs),
+		Raw:                   rawRes, Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
 		At: time.Now().UTC().Truncate(time.Second)}
 	r.Ratio = round(p.perS / rawRes.EndToEndPerS)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -132,23 +158,44 @@ func run(ctx context.Context, out, bin string, n, rawN int) error {
 	fmt.Fprintf(tw, "ratio\t%.3f\n", r.Ratio)
 	fmt.Fprintf(tw, "latency raw event → DevLake post\tp50 %.0f ms, p99 %.0f ms\n", r.LatencyP50Ms, r.LatencyP99Ms)
 	fmt.Fprintf(tw, "metrics exporter caught up\t%.1f s after the first publish\n", r.MetricsCaughtUpAfter)
+	fmt.Fprintf(tw, "latency at a steady %.0f deployments/s\tp50 %.0f ms, p99 %.0f ms\n", r.Paced.Rate, r.Paced.P50Ms, r.Paced.P99Ms)
 	fmt.Fprintf(tw, "GitHub calls per deployment\t%.3f\n", r.GitHubCallsPerDeployment)
+	fmt.Fprintf(tw, "NATS messages per deployment (into the server)\t%.1f\n", r.NATSMsgsPerDeployment)
 	for _, s := range sortedKeys(r.RSSMiB) {
 		fmt.Fprintf(tw, "peak RSS %s\t%.1f MiB\n", s, r.RSSMiB[s])
+	}
+	for _, s := range sortedKeys(r.CPUMsPerDeployment) {
+		fmt.Fprintf(tw, "CPU per deployment %s\t%.3f ms\n", s, r.CPUMsPerDeployment[s])
 	}
 	_ = tw.Flush()
 	fmt.Printf("\nwritten to %s\n", out)
 	return nil
 }
 
+type pipelineOptions struct {
+	n, paced int
+	rate     float64
+	pprofDir string
+}
+
+type pacedResult struct {
+	Deployments int     `json:"deployments"`
+	Rate        float64 `json:"rate_per_s"`
+	P50Ms       float64 `json:"latency_p50_ms"`
+	P99Ms       float64 `json:"latency_p99_ms"`
+}
+
 type pipelineResult struct {
-	perS, p50, p99, githubPerDeployment, metricsAfter float64
-	rss                                               map[string]float64
+	perS, p50, p99, githubPerDeployment, metricsAfter, natsMsgs float64
+	rss, cpu                                                    map[string]float64
+	paced                                                       pacedResult
 }
 
 var pipelineServices = []string{"metrics-exporter", "devlake-sink", "enricher"}
 
-func measurePipeline(ctx context.Context, dir, bin, natsURL string, pub *messaging.Publisher, n int) (pipelineResult, error) {
+func measurePipeline(ctx context.Context, dir, bin, natsURL string, pub *messaging.Publisher, opts pipelineOptions,
+	inMsgs func() int64) (pipelineResult, error) {
+	n := opts.n
 	gh := githubtest.Start()
 	defer gh.Close()
 	lake := devlaketest.New()
@@ -159,14 +206,11 @@ func measurePipeline(ctx context.Context, dir, bin, natsURL string, pub *messagi
 	// Ten components, each a repository; every deployment ships one new squash-merged commit.
 	const components = 10
 	var evs []events.DeploymentObserved
-	heads := map[int]string{}
 	for c := range components {
-		repo := gh.Repo("acme", "svc-"+strconv.Itoa(c))
-		repo.Push(1)
-		heads[c] = repo.Head()
+		gh.Repo("acme", "svc-"+strconv.Itoa(c)).Push(1)
 	}
 	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
-	for i := range n {
+	for i := range n + opts.paced {
 		c := i % components
 		repo := gh.Repo("acme", "svc-"+strconv.Itoa(c))
 		repo.Squash(1)
@@ -229,15 +273,18 @@ metrics:
 		}
 	}
 
+	// The burst: every deployment at once; throughput, and CPU per deployment in each process.
 	published := map[string]time.Time{}
+	cpuBefore, msgsBefore := cpuTimes(procs), inMsgs()
 	first := time.Now()
-	for _, ev := range evs {
+	profiles := startProfiles(ctx, opts.pprofDir, ops)
+	for _, ev := range evs[:n] {
 		published[ev.ID] = time.Now()
 		if err := pub.Publish(ctx, ev); err != nil {
 			return pipelineResult{}, err
 		}
 	}
-	err := poll(ctx, 10*time.Minute, func() (bool, error) { return len(lake.Deployments(conn.ID)) >= n, nil })
+	err := poll(ctx, 10*time.Minute, func() (bool, error) { return lake.DeploymentCount(conn.ID) >= n, nil })
 	if err != nil {
 		return pipelineResult{}, fmt.Errorf("DevLake has %d of %d deployments: %w", len(lake.Deployments(conn.ID)), n, err)
 	}
@@ -250,6 +297,56 @@ metrics:
 	if err != nil {
 		return pipelineResult{}, fmt.Errorf("metrics exporter: %w", err)
 	}
+	cpuAfter, msgsAfter := cpuTimes(procs), inMsgs()
+	if err := profiles(); err != nil {
+		return pipelineResult{}, err
+	}
+	lat, last, err := latencies(lake, published, n)
+	if err != nil {
+		return pipelineResult{}, err
+	}
+	res := pipelineResult{perS: float64(n) / last.Sub(first).Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+		githubPerDeployment: float64(gh.TotalCalls()) / float64(n), metricsAfter: metricsAt.Sub(first).Seconds(),
+		rss: map[string]float64{}, cpu: map[string]float64{}, natsMsgs: float64(msgsAfter-msgsBefore) / float64(n)}
+	for i, s := range pipelineServices {
+		res.cpu[s] = round((cpuAfter[i] - cpuBefore[i]).Seconds() * 1000 / float64(n))
+	}
+	bench := len(pipelineServices)
+	res.cpu["bench"] = round((cpuAfter[bench] - cpuBefore[bench]).Seconds() * 1000 / float64(n))
+
+	// Paced: a steady rate below the limit, so latency is the pipeline's, not the queue's.
+	if opts.paced > 0 {
+		pacedPub := map[string]time.Time{}
+		tick := time.NewTicker(time.Duration(float64(time.Second) / opts.rate))
+		for _, ev := range evs[n:] {
+			<-tick.C
+			pacedPub[ev.ID] = time.Now()
+			if err := pub.Publish(ctx, ev); err != nil {
+				tick.Stop()
+				return pipelineResult{}, err
+			}
+		}
+		tick.Stop()
+		total := n + opts.paced
+		err := poll(ctx, 5*time.Minute, func() (bool, error) { return lake.DeploymentCount(conn.ID) >= total, nil })
+		if err != nil {
+			return pipelineResult{}, fmt.Errorf("paced: DevLake has %d of %d deployments: %w", len(lake.Deployments(conn.ID)), total, err)
+		}
+		pl, _, err := latencies(lake, pacedPub, opts.paced)
+		if err != nil {
+			return pipelineResult{}, fmt.Errorf("paced: %w", err)
+		}
+		res.paced = pacedResult{Deployments: opts.paced, Rate: opts.rate, P50Ms: round(pl[len(pl)/2]), P99Ms: round(pl[len(pl)*99/100])}
+	}
+	for i, s := range pipelineServices {
+		res.rss[s] = peakRSS(procs[i].Process.Pid)
+	}
+	return res, nil
+}
+
+// latencies matches DevLake's successful deployment posts to the publish times of want, and
+// returns the sorted latencies in milliseconds and the last post's time.
+func latencies(lake *devlaketest.DevLake, published map[string]time.Time, want int) ([]float64, time.Time, error) {
 	var lat []float64
 	var last time.Time
 	seen := map[string]bool{}
@@ -270,17 +367,98 @@ metrics:
 			}
 		}
 	}
-	if len(lat) != n {
-		return pipelineResult{}, fmt.Errorf("matched %d of %d DevLake posts to published events", len(lat), n)
+	if len(lat) != want {
+		return nil, time.Time{}, fmt.Errorf("matched %d of %d DevLake posts to published events", len(lat), want)
 	}
 	sort.Float64s(lat)
-	res := pipelineResult{perS: float64(n) / last.Sub(first).Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
-		githubPerDeployment: float64(gh.TotalCalls()) / float64(n), metricsAfter: metricsAt.Sub(first).Seconds(),
-		rss: map[string]float64{}}
-	for i, s := range pipelineServices {
-		res.rss[s] = peakRSS(procs[i].Process.Pid)
+	return lat, last, nil
+}
+
+// cpuTimes returns the user+system CPU time of each process, then of this process last.
+func cpuTimes(procs []*exec.Cmd) []time.Duration {
+	out := make([]time.Duration, 0, len(procs)+1)
+	for _, p := range procs {
+		out = append(out, procCPU(strconv.Itoa(p.Process.Pid)))
 	}
-	return res, nil
+	return append(out, procCPU("self"))
+}
+
+// procCPU reads utime+stime from /proc/<pid>/stat (in clock ticks of 1/100 s on Linux).
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after its closing parenthesis are fixed.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// startProfiles fetches a CPU profile of each service from its ops port while the burst runs, into
+// dir/<service>.cpu.pprof; the returned function waits for them. An empty dir profiles nothing.
+func startProfiles(ctx context.Context, dir string, ops map[string]string) func() error {
+	if dir == "" {
+		return func() error { return nil }
+	}
+	// This process too: the embedded NATS server, the publisher and the fakes.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return func() error { return err }
+	}
+	self, err := os.Create(filepath.Join(dir, "bench.cpu.pprof"))
+	if err == nil {
+		err = pprof.StartCPUProfile(self)
+	}
+	if err != nil {
+		return func() error { return err }
+	}
+	errc := make(chan error, len(ops))
+	for s, url := range ops {
+		go func() {
+			errc <- fetchProfile(ctx, url+"/debug/pprof/profile?seconds=3", filepath.Join(dir, s+".cpu.pprof"))
+		}()
+	}
+	return func() error {
+		var errs []error
+		for range ops {
+			errs = append(errs, <-errc)
+		}
+		pprof.StopCPUProfile()
+		errs = append(errs, self.Close())
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		fmt.Printf("CPU profiles (3 s of the burst) in %s: go tool pprof -top bin/<service> %s/<service>.cpu.pprof\n", dir, dir)
+		return nil
+	}
+}
+
+func fetchProfile(ctx context.Context, url, file string) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func ready(ctx context.Context, url string) bool {
