@@ -42,7 +42,7 @@ test: ## every test in every module, with -race; builds (or reuses) kube-apiserv
 		(cd $$m && KUBEBUILDER_ASSETS=$$assets PROMETHEUS_BIN_DIR=$$prom $(GOTEST) $(TESTFLAGS) ./...); \
 	done
 
-test-chaos: build ## the chaos run: 10,000 deployments and 1,000 incidents while NATS, services, DevLake and GitHub fail (about 6 min)
+test-chaos: build ## the chaos run: 10,000 deployments and 1,000 incidents while NATS, services, DevLake and GitHub fail (4–6 min)
 	@cd test/e2e && DORAFLOW_CHAOS=1 go test -count=1 -timeout 30m -run TestChaosExactlyOnce -v . | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go'
 
 test-short: ## unit tests only (-short), for the inner loop

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
@@ -38,13 +39,14 @@ const (
 // client's timeout throughout, the sink and the enricher are killed with SIGKILL and restarted,
 // the NATS server restarts twice, and GitHub is rate-limited for a minute. The faults are triggered
 // by progress, not by timers. Afterwards every deployment and incident is in DevLake exactly once,
-// the exporter's counters are exact, and the dead-letter stream is empty.
+// each deployment with exactly the commit it shipped, the exporter's counters are exact (in all,
+// per component, and one lead time per commit), and the dead-letter stream is empty.
 //
 // The raw events are published directly: the watcher's and the poller's own exactly-once
 // guarantees are tested in their services against a real kube-apiserver and a fake WebRCA.
 //
-// It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: about 5.5
-// minutes without the race detector, 9 with it.
+// It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: 4 to 6
+// minutes without the race detector.
 func TestChaosExactlyOnce(t *testing.T) {
 	if os.Getenv("DORAFLOW_CHAOS") == "" {
 		t.Skip("chaos run: set DORAFLOW_CHAOS=1 or run make test-chaos (CI does)")
@@ -125,8 +127,12 @@ metrics:
 	}
 	start := time.Now()
 	defer func() { t.Logf("chaos run took %s", time.Since(start).Round(time.Second)) }()
-	base := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	// The fake repositories' clocks start at githubtest.Epoch and tick a few minutes per merge, while
+	// each component deploys every 20 minutes: starting an hour later, every commit precedes its
+	// deployment and has a lead time.
+	base := githubtest.Epoch.Add(time.Hour)
 	deployIDs := map[string]bool{}
+	shipped := map[string]string{} // deployment ID → the one new commit it ships
 	publishDeployments := func(from, to int) {
 		t.Helper()
 		for i := from; i < to; i++ {
@@ -140,6 +146,7 @@ metrics:
 				AppCommits: []events.CommitRef{{SHA: repos[c].Head(), RepoURL: repos[c].URL(), Via: "image_tag"}},
 				StartedAt:  at.Add(-time.Minute), FinishedAt: at}
 			deployIDs[ev.ID] = true
+			shipped[ev.ID] = repos[c].Head()
 			if err := pub.Publish(t.Context(), ev); err != nil {
 				t.Fatal(err)
 			}
@@ -252,6 +259,24 @@ metrics:
 	if len(got) != chaosDeployments {
 		t.Errorf("DevLake holds %d deployments, want %d", len(got), chaosDeployments)
 	}
+	// Each deployment carries exactly the commit it shipped: GitHub's rate limit, the enricher's
+	// SIGKILL and the NATS restarts neither lost a commit range nor counted one twice.
+	commits := map[string][]string{}
+	for _, c := range lake.DeploymentCommits(conn.ID) {
+		id := c.CicdDeploymentID[strings.LastIndex(c.CicdDeploymentID, "/")+1:]
+		commits[id] = append(commits[id], c.CommitSha)
+	}
+	wrongCommits := 0
+	for id, sha := range shipped {
+		if got := commits[id]; len(got) != 1 || got[0] != sha {
+			if wrongCommits++; wrongCommits <= 10 {
+				t.Errorf("deployment %s has commits %v in DevLake, want exactly [%s]", id, got, sha)
+			}
+		}
+	}
+	if wrongCommits > 10 {
+		t.Errorf("… %d deployments in all with the wrong commits", wrongCommits)
+	}
 	issues := map[string]int{}
 	for _, is := range lake.Issues(conn.ID) {
 		issues[is.IssueKey]++
@@ -267,6 +292,36 @@ metrics:
 	}
 	if d != chaosDeployments || i != chaosIncidents {
 		t.Errorf("exporter counts %v deployments and %v incidents, want exactly %d and %d", d, i, chaosDeployments, chaosIncidents)
+	}
+	// Per component, and one lead time per commit.
+	mfs, err := scrape(t.Context(), procs["metrics-exporter"].ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perComponent := map[string]float64{}
+	for _, m := range mfs["dora_deployments_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "component" {
+				perComponent[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	for c := range chaosComponents {
+		if got := perComponent["svc-"+strconv.Itoa(c)]; got != chaosDeployments/chaosComponents {
+			t.Errorf("dora_deployments_total{component=svc-%d} = %v, want %d", c, got, chaosDeployments/chaosComponents)
+		}
+	}
+	var leadTimes uint64
+	for _, m := range mfs["dora_change_lead_time_seconds"].GetMetric() {
+		leadTimes += m.GetHistogram().GetSampleCount()
+	}
+	if leadTimes != chaosDeployments {
+		var outcomes []string
+		for _, m := range mfs["doraflow_metrics_exporter_commits"].GetMetric() {
+			outcomes = append(outcomes, fmt.Sprintf("%s=%v", m.GetLabel()[len(m.GetLabel())-1].GetValue(), m.GetGauge().GetValue()))
+		}
+		t.Errorf("dora_change_lead_time_seconds counts %d commits, want %d (one per deployment); commits by outcome: %v",
+			leadTimes, chaosDeployments, outcomes)
 	}
 	dlq, err := js.Stream(t.Context(), events.StreamDeadLetter)
 	if err != nil {
@@ -293,14 +348,19 @@ func writeConfig(t *testing.T, path, body string) {
 	}
 }
 
-// exporterTotals sums dora_deployments_total and dora_incidents_total.
-func exporterTotals(ctx context.Context, ops string) (deployments, incidents float64, err error) {
+// scrape parses a service's /metrics.
+func scrape(ctx context.Context, ops string) (map[string]*dto.MetricFamily, error) {
 	_, body, err := servicetest.HTTPGet(ctx, ops+"/metrics")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	return parser.TextToMetricFamilies(strings.NewReader(body))
+}
+
+// exporterTotals sums dora_deployments_total and dora_incidents_total.
+func exporterTotals(ctx context.Context, ops string) (deployments, incidents float64, err error) {
+	mfs, err := scrape(ctx, ops)
 	if err != nil {
 		return 0, 0, err
 	}
