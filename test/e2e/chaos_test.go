@@ -24,6 +24,7 @@ import (
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
+	"github.com/doraflow/doraflow/internal/webrcatest"
 	"github.com/doraflow/doraflow/pkg/events"
 )
 
@@ -42,8 +43,10 @@ const (
 // each deployment with exactly the commit it shipped, the exporter's counters are exact (in all,
 // per component, and one lead time per commit), and the dead-letter stream is empty.
 //
-// The raw events are published directly: the watcher's and the poller's own exactly-once
-// guarantees are tested in their services against a real kube-apiserver and a fake WebRCA.
+// Incidents come from the real webrca-poller polling a fake WebRCA (behind a fake Red Hat SSO),
+// through both NATS restarts. The raw deployment events are published directly: the watcher's
+// exactly-once guarantee is tested in its service against a real kube-apiserver restarted
+// mid-stream, and the whole chain through the watcher by the demo's golden scenario.
 //
 // It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: 4 to 6
 // minutes without the race detector.
@@ -70,6 +73,9 @@ func TestChaosExactlyOnce(t *testing.T) {
 	t.Cleanup(lakeSrv.Close)
 	conn := lake.AddConnection("doraflow-global")
 	lake.SetFaults(devlaketest.Faults{Seed: 20261122, ServerErrors: 0.3, Stalls: 0.1, StallFor: 5 * time.Second})
+	sso := webrcatest.NewSSO(t)
+	sso.AddClient("doraflow-chaos", "chaos-client-secret")
+	webrca := webrcatest.NewAPI(t, sso)
 
 	var products strings.Builder
 	for c := range chaosComponents {
@@ -96,12 +102,21 @@ devlake_sink:
   breaker: {failures: 20, open_for: 200ms, max_open_for: 2s}
 metrics:
   windows: [720h]
-`, gh.URL(), products.String(), lakeSrv.URL, conn.ID))
+webrca:
+  enabled: true
+  base_url: %s
+  token_url: %s
+  interval: 10s
+  retry_backoff: 200ms
+  page_size: 100
+  max_pages: 100
+`, gh.URL(), products.String(), lakeSrv.URL, conn.ID, webrca.URL(), sso.URL()))
 	launch := func(name string) *proc {
 		addr := servicetest.FreeAddr(t)
 		out := &servicetest.Buffer{}
 		cmd := exec.Command(filepath.Join(bin, name), "--config", config)
-		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+srv.URL(), "DEVLAKE_TOKEN="+conn.APIKey, "LOG_LEVEL=warn")
+		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+srv.URL(), "DEVLAKE_TOKEN="+conn.APIKey, "LOG_LEVEL=warn",
+			"WEBRCA_CLIENT_ID=doraflow-chaos", "WEBRCA_CLIENT_SECRET=chaos-client-secret")
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -113,7 +128,7 @@ metrics:
 	}
 	// Three sink replicas share the durable consumers, as the production overlay scales them.
 	procs := map[string]*proc{}
-	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher"} {
+	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher", "webrca-poller"} {
 		procs[name] = launch(strings.TrimSuffix(strings.TrimSuffix(name, "-2"), "-3"))
 	}
 	for _, p := range procs {
@@ -154,20 +169,17 @@ metrics:
 	}
 	publishDeployments(0, chaosDeployments/2)
 	incidentKeys := map[string]bool{}
+	var incidents []webrcatest.Incident
 	for i := range chaosIncidents {
 		created := base.Add(time.Duration(i*10)*time.Minute + 30*time.Second)
 		key := fmt.Sprintf("ITN-2026-%05d", i+1)
-		inc := events.IncidentObserved{Source: "webrca", IncidentID: fmt.Sprintf("uuid-%d", i), Key: key,
-			Change: events.IncidentOpened, Title: "Incident " + key, Status: "investigating",
-			Products: []string{"P" + strconv.Itoa(i%chaosComponents)}, CreatedAt: created, ObservedAt: created.Add(time.Minute),
-			Fingerprint: "f-" + key}
-		inc.ID = events.IncidentEventID("webrca", inc.IncidentID, inc.Change, inc.Fingerprint)
+		inc := webrcatest.NewIncident(fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), key, created)
+		inc["products"] = []any{"P" + strconv.Itoa(i%chaosComponents)}
+		incidents = append(incidents, inc)
 		incidentKeys[key] = true
-		if err := pub.Publish(t.Context(), inc); err != nil {
-			t.Fatal(err)
-		}
 	}
-	t.Logf("published %d deployments and %d incidents", chaosDeployments/2, chaosIncidents)
+	webrca.SetIncidents(incidents...) // the poller finds them on its next poll
+	t.Logf("published %d deployments; WebRCA lists %d incidents", chaosDeployments/2, chaosIncidents)
 
 	stored := func() int { return len(lake.Deployments(conn.ID)) }
 	enriched := func() int {

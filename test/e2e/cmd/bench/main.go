@@ -50,6 +50,7 @@ type report struct {
 	RSSMiB                   map[string]float64 `json:"rss_mib"`
 
 	Deployments          int     `json:"deployments"`
+	DevLakeLatencyMs     float64 `json:"devlake_latency_ms"`
 	MetricsCaughtUpAfter float64 `json:"metrics_caught_up_after_s"`
 	// Paced is the latency when deployments arrive at a steady rate below the pipeline's limit
 	// (the burst above measures throughput, so its latency is mostly time spent queued).
@@ -75,9 +76,11 @@ func main() {
 	rate := flag.Float64("rate", 50, "deployments per second of the paced run")
 	raw := flag.Int("raw", 20000, "messages for the raw JetStream measurement")
 	pprofDir := flag.String("pprof", "", "`directory` for CPU profiles of each service during the burst (empty: none)")
+	lakeLatency := flag.Duration("devlake-latency", 0, "`delay` the fake DevLake adds to every answer (0: none)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *out, *bin, *raw, pipelineOptions{n: *n, paced: *paced, rate: *rate, pprofDir: *pprofDir})
+	err := run(ctx, *out, *bin, *raw, pipelineOptions{n: *n, paced: *paced, rate: *rate, pprofDir: *pprofDir,
+		lakeLatency: *lakeLatency})
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -141,8 +144,8 @@ func run(ctx context.Context, out, bin string, rawN int, opts pipelineOptions) e
 		LatencyP50Ms: round(p.p50), LatencyP99Ms: round(p.p99),
 		GitHubCallsPerDeployment: round(p.githubPerDeployment), RSSMiB: p.rss, Deployments: n,
 		MetricsCaughtUpAfter: round(p.metricsAfter), Paced: p.paced, CPUMsPerDeployment: p.cpu,
-		NATSMsgsPerDeployment: round(p.natsMsgs),
-		Raw:                   rawRes, Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
+		NATSMsgsPerDeployment: round(p.natsMsgs), DevLakeLatencyMs: float64(opts.lakeLatency.Microseconds()) / 1000,
+		Raw: rawRes, Cores: runtime.NumCPU(), GoVersion: runtime.Version(),
 		At: time.Now().UTC().Truncate(time.Second)}
 	r.Ratio = round(p.perS / rawRes.EndToEndPerS)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -173,9 +176,10 @@ func run(ctx context.Context, out, bin string, rawN int, opts pipelineOptions) e
 }
 
 type pipelineOptions struct {
-	n, paced int
-	rate     float64
-	pprofDir string
+	n, paced    int
+	rate        float64
+	pprofDir    string
+	lakeLatency time.Duration
 }
 
 type pacedResult struct {
@@ -199,7 +203,14 @@ func measurePipeline(ctx context.Context, dir, bin, natsURL string, pub *messagi
 	gh := githubtest.Start()
 	defer gh.Close()
 	lake := devlaketest.New()
-	lakeSrv := httptest.NewServer(lake)
+	var lakeHandler http.Handler = lake
+	if d := opts.lakeLatency; d > 0 {
+		lakeHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(d) // a DevLake that takes d to answer (its database behind it)
+			lake.ServeHTTP(w, r)
+		})
+	}
+	lakeSrv := httptest.NewServer(lakeHandler)
 	defer lakeSrv.Close()
 	conn := lake.AddConnection("doraflow-bench")
 
