@@ -224,16 +224,23 @@ func TestIncidentUpdatesNeverRegress(t *testing.T) {
 	}
 }
 
+// raceSetup returns an environment, an older (open) and a newer (resolved) state of one incident
+// routed to one connection, and a second replica sharing the environment's ledger.
+func raceSetup(t *testing.T) (e *env, older, newer events.IncidentEnriched, other *Sink) {
+	t.Helper()
+	e = newEnv(t)
+	at := time.Date(2026, 3, 10, 15, 31, 0, 0, time.UTC)
+	older = incidentEvent(events.IncidentOpened, "investigating", at)
+	newer = incidentEvent(events.IncidentResolved, "resolved", at.Add(time.Hour))
+	older.Routing.Targets, newer.Routing.Targets = older.Routing.Targets[:1], newer.Routing.Targets[:1]
+	return e, older, newer, New(e.rec, e.store, newObserver(), e.sink.opts)
+}
+
 // TestIncidentRaceRestoresTheNewestState interleaves a second replica between this one's post and
 // its compare-and-set: the older state loses the race, and DevLake ends with the newer state.
 func TestIncidentRaceRestoresTheNewestState(t *testing.T) {
-	e := newEnv(t)
+	e, older, newer, other := raceSetup(t)
 	ctx := context.Background()
-	at := time.Date(2026, 3, 10, 15, 31, 0, 0, time.UTC)
-	older := incidentEvent(events.IncidentOpened, "investigating", at)
-	newer := incidentEvent(events.IncidentResolved, "resolved", at.Add(time.Hour))
-	older.Routing.Targets, newer.Routing.Targets = older.Routing.Targets[:1], newer.Routing.Targets[:1]
-	other := New(e.rec, e.store, newObserver(), e.sink.opts) // the second replica
 	var raced atomic.Bool
 	e.store.beforeUpdate = func(string) {
 		if raced.CompareAndSwap(false, true) {
@@ -259,13 +266,8 @@ func TestIncidentRaceRestoresTheNewestState(t *testing.T) {
 // newer state again fails. The ledger remembers that a restore is owed, so the redelivery of the
 // older state (which alone would be skipped as stale) restores the newer state.
 func TestFailedRestoreIsRepeatedByTheNextDelivery(t *testing.T) {
-	e := newEnv(t)
+	e, older, newer, other := raceSetup(t)
 	ctx := context.Background()
-	at := time.Date(2026, 3, 10, 15, 31, 0, 0, time.UTC)
-	older := incidentEvent(events.IncidentOpened, "investigating", at)
-	newer := incidentEvent(events.IncidentResolved, "resolved", at.Add(time.Hour))
-	older.Routing.Targets, newer.Routing.Targets = older.Routing.Targets[:1], newer.Routing.Targets[:1]
-	other := New(e.rec, e.store, newObserver(), e.sink.opts)
 	var raced bool
 	e.store.afterGet = func(string) {
 		if raced {
