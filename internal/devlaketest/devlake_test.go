@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doraflow/doraflow/internal/wait"
 )
 
 type fixture struct {
@@ -277,31 +280,44 @@ func TestIssuesAndIncidents(t *testing.T) {
 	}
 }
 
+// TestFaultsAreDeterministicAndNeverStore: the same seed injects the same faults in the same
+// order, and only answered requests store. Outcomes are read from the fake's own records (by
+// arrival), so a loaded machine that slows an ordinary request cannot change them.
 func TestFaultsAreDeterministicAndNeverStore(t *testing.T) {
 	run := func() []string {
 		f := newFixture(t)
-		f.d.SetFaults(Faults{Seed: 7, ServerErrors: 0.3, Stalls: 0.1, StallFor: time.Second})
-		client := &http.Client{Timeout: 50 * time.Millisecond}
-		var outcomes []string
-		for i := 0; i < 40; i++ {
+		f.d.SetFaults(Faults{Seed: 7, ServerErrors: 0.3, Stalls: 0.1, StallFor: time.Minute})
+		client := &http.Client{Timeout: 300 * time.Millisecond} // gives up on stalls only
+		for range 40 {
 			req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, f.d.URL+deploymentsPath(f.c1), strings.NewReader(deployment))
 			req.Header.Set("Authorization", bearer(f.c1))
-			resp, err := client.Do(req)
-			if err != nil {
-				outcomes = append(outcomes, "timeout")
-				continue
+			if resp, err := client.Do(req); err == nil {
+				_ = resp.Body.Close()
 			}
-			resp.Body.Close()
-			outcomes = append(outcomes, fmt.Sprint(resp.StatusCode))
 		}
+		// A stalled request is recorded when the fake sees the client give up.
+		var reqs []Request
+		wait.For(t, 10*time.Second, func() error {
+			if reqs = f.d.Requests(); len(reqs) != 40 {
+				return fmt.Errorf("%d requests recorded, want 40", len(reqs))
+			}
+			return nil
+		})
+		sort.SliceStable(reqs, func(i, j int) bool { return reqs[i].At.Before(reqs[j].At) })
+		var outcomes []string
 		counts := map[string]int{}
-		for _, o := range outcomes {
+		for _, r := range reqs {
+			o := r.Fault
+			if o == "" {
+				o = fmt.Sprint(r.Status)
+			}
+			outcomes = append(outcomes, o)
 			counts[o]++
 		}
 		if counts["200"] != f.d.Writes(f.c1.ID, KindDeployment, "d-1") {
 			t.Errorf("writes %d != successful answers %d", f.d.Writes(f.c1.ID, KindDeployment, "d-1"), counts["200"])
 		}
-		if counts["500"] == 0 || counts["timeout"] == 0 || counts["200"] == 0 {
+		if counts["server_error"] == 0 || counts["stall"] == 0 || counts["200"] == 0 {
 			t.Errorf("want a mix of outcomes, got %v", counts)
 		}
 		return outcomes
