@@ -297,7 +297,7 @@ func TestListBadResponses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := setup(t, webrca.Options{PageSize: 2, RequestTimeout: 200 * time.Millisecond})
+			e := setup(t, webrca.Options{PageSize: 2, RequestTimeout: 2 * time.Second})
 			e.api.SetIncidents(incidents(5)...)
 			e.api.Intercept(func(w http.ResponseWriter, r *http.Request, req webrcatest.Request) bool {
 				if req.Page != 2 {
