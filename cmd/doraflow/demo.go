@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,14 +26,12 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/doraflow/doraflow/internal/argocdtest"
 	"github.com/doraflow/doraflow/internal/devlaketest"
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/webrcatest"
 	"github.com/doraflow/doraflow/pkg/events"
 )
-
-// argoCDModule ships the Application CRD the demo's API server gets (downloaded, never imported).
-const argoCDModule = "github.com/argoproj/argo-cd/v2@v2.14.21"
 
 var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 
@@ -101,7 +97,7 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 		monday.Format(time.DateOnly), evaluation.Add(-time.Second).Format(time.DateOnly))
 
 	// The simulated world: Kubernetes with Argo CD's CRD, GitHub, WebRCA and DevLake.
-	crd, err := applicationCRD(ctx)
+	crd, err := argocdtest.ApplicationCRD(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,7 +111,7 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	if err := writeKubeconfig(restCfg, kubeconfig); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.out, "%-17s %s (Argo CD Application CRD from %s)\n", "kube-apiserver", restCfg.Host, argoCDModule)
+	fmt.Fprintf(o.out, "%-17s %s (Argo CD Application CRD from %s)\n", "kube-apiserver", restCfg.Host, argocdtest.Module)
 
 	gh := githubtest.Start()
 	defer gh.Close()
@@ -562,21 +558,6 @@ func (s *seen) wait(ctx context.Context, what string, ids ...string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-func applicationCRD(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", argoCDModule)
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go mod download %s (for its Application CRD): %w", argoCDModule, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("go mod download %s printed no directory", argoCDModule)
-	}
-	return filepath.Join(mod.Dir, "manifests", "crds", "application-crd.yaml"), nil
 }
 
 func writeKubeconfig(cfg *rest.Config, path string) error {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -25,16 +24,13 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/doraflow/doraflow/internal/argocdtest"
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/argocd-watcher/internal/argocd"
 )
-
-// argoCDModule is the release whose Application CRD the integration test installs. The module is
-// downloaded (from the module cache or the proxy), never imported.
-const argoCDModule = "github.com/argoproj/argo-cd/v2@v2.14.21"
 
 // startKube starts a real kube-apiserver and etcd (envtest, binaries from KUBEBUILDER_ASSETS) with
 // Argo CD's Application CRD installed. Without the binaries it skips locally and fails in CI.
@@ -69,18 +65,11 @@ func startKube(t *testing.T) *rest.Config {
 
 func applicationCRD(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", argoCDModule)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
+	path, err := argocdtest.ApplicationCRD(t.Context())
 	if err != nil {
-		t.Fatalf("go mod download %s: %v\n%s", argoCDModule, err, out)
+		t.Fatal(err)
 	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download %s printed no Dir: %v\n%s", argoCDModule, err, out)
-	}
-	return filepath.Join(mod.Dir, "manifests", "crds", "application-crd.yaml")
+	return path
 }
 
 // writeKubeconfig writes a kubeconfig for cfg with the context "envtest".
