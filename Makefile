@@ -43,7 +43,8 @@ test: ## every test in every module, with -race; builds (or reuses) kube-apiserv
 	done
 
 test-chaos: build ## the chaos run: 10,000 deployments and 1,000 incidents while NATS, services, DevLake and GitHub fail (4–6 min)
-	@cd test/e2e && DORAFLOW_CHAOS=1 go test -count=1 -timeout 30m -run TestChaosExactlyOnce -v . | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go'
+	@assets=$$(hack/tools.sh kube | tail -n 1); \
+	cd test/e2e && KUBEBUILDER_ASSETS=$$assets DORAFLOW_CHAOS=1 go test -count=1 -timeout 30m -run TestChaosExactlyOnce -v . | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go'
 
 test-short: ## unit tests only (-short), for the inner loop
 	@for m in $(MODULES); do (cd $$m && $(GOTEST) -short -count=1 ./...); done

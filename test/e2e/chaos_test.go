@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/rs/zerolog"
 
 	"github.com/doraflow/doraflow/internal/devlaketest"
 	"github.com/doraflow/doraflow/internal/githubtest"
@@ -34,19 +34,17 @@ const (
 	chaosComponents  = 20
 )
 
-// TestChaosExactlyOnce sends 10,000 deployments and 1,000 incidents through enricher,
-// devlake-sink and metrics-exporter (real processes on one JetStream server, GitHub and DevLake
-// faked) while things break: DevLake answers 500 to 30% of requests and stalls 10% past the
+// TestChaosExactlyOnce sends 10,000 deployments and 1,000 incidents through all five services
+// (real processes on one JetStream server; GitHub, WebRCA and DevLake faked) while things break: DevLake answers 500 to 30% of requests and stalls 10% past the
 // client's timeout throughout, the sink and the enricher are killed with SIGKILL and restarted,
 // the NATS server restarts twice, and GitHub is rate-limited for a minute. The faults are triggered
 // by progress, not by timers. Afterwards every deployment and incident is in DevLake exactly once,
 // each deployment with exactly the commit it shipped, the exporter's counters are exact (in all,
 // per component, and one lead time per commit), and the dead-letter stream is empty.
 //
-// Incidents come from the real webrca-poller polling a fake WebRCA (behind a fake Red Hat SSO),
-// through both NATS restarts. The raw deployment events are published directly: the watcher's
-// exactly-once guarantee is tested in its service against a real kube-apiserver restarted
-// mid-stream, and the whole chain through the watcher by the demo's golden scenario.
+// Every source is real: deployments are Argo CD syncs written to Applications on a real
+// kube-apiserver (Argo CD's CRD), observed by argocd-watcher; incidents come from webrca-poller
+// polling a fake WebRCA behind a fake Red Hat SSO. Both publish through the NATS restarts.
 //
 // It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: 4 to 6
 // minutes without the race detector.
@@ -56,7 +54,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	}
 	bin := binaries(t)
 	srv := natstest.Start(t)
-	nc, js := srv.Connect()
+	_, js := srv.Connect()
 	topo := messaging.Topology{Replicas: 1, MaxAge: 24 * time.Hour, DeadLetterMaxAge: 24 * time.Hour, Duplicates: 10 * time.Minute}
 	if err := topo.EnsureStreams(t.Context(), js, events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter); err != nil {
 		t.Fatal(err)
@@ -73,6 +71,13 @@ func TestChaosExactlyOnce(t *testing.T) {
 	t.Cleanup(lakeSrv.Close)
 	conn := lake.AddConnection("doraflow-global")
 	lake.SetFaults(devlaketest.Faults{Seed: 20261122, ServerErrors: 0.3, Stalls: 0.1, StallFor: 5 * time.Second})
+	world := startArgoWorld(t, "argocd")
+	uids := make([]string, chaosComponents)
+	var componentRepos strings.Builder
+	for c := range chaosComponents {
+		uids[c] = world.create("svc-"+strconv.Itoa(c), "prod")
+		fmt.Fprintf(&componentRepos, "    svc-%d: %s\n", c, repos[c].URL())
+	}
 	sso := webrcatest.NewSSO(t)
 	sso.AddClient("doraflow-chaos", "chaos-client-secret")
 	webrca := webrcatest.NewAPI(t, sso)
@@ -82,7 +87,13 @@ func TestChaosExactlyOnce(t *testing.T) {
 		fmt.Fprintf(&products, "    - {name: P%d, components: [svc-%d]}\n", c, c)
 	}
 	config := filepath.Join(t.TempDir(), "config.yaml")
-	writeConfig(t, config, fmt.Sprintf(`github:
+	writeConfig(t, config, fmt.Sprintf(`argocd:
+  enabled: true
+  instance: chaos
+  namespaces: [argocd]
+  known_clusters: [prod]
+  component_repos:
+%sgithub:
   base_url: %s
   repo_hosts: [github.com]
 enricher:
@@ -110,13 +121,13 @@ webrca:
   retry_backoff: 200ms
   page_size: 100
   max_pages: 100
-`, gh.URL(), products.String(), lakeSrv.URL, conn.ID, webrca.URL(), sso.URL()))
+`, componentRepos.String(), gh.URL(), products.String(), lakeSrv.URL, conn.ID, webrca.URL(), sso.URL()))
 	launch := func(name string) *proc {
 		addr := servicetest.FreeAddr(t)
 		out := &servicetest.Buffer{}
 		cmd := exec.Command(filepath.Join(bin, name), "--config", config)
 		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+srv.URL(), "DEVLAKE_TOKEN="+conn.APIKey, "LOG_LEVEL=warn",
-			"WEBRCA_CLIENT_ID=doraflow-chaos", "WEBRCA_CLIENT_SECRET=chaos-client-secret")
+			"WEBRCA_CLIENT_ID=doraflow-chaos", "WEBRCA_CLIENT_SECRET=chaos-client-secret", "KUBECONFIG="+world.kubeconfig)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -128,18 +139,16 @@ webrca:
 	}
 	// Three sink replicas share the durable consumers, as the production overlay scales them.
 	procs := map[string]*proc{}
-	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher", "webrca-poller"} {
+	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher",
+		"webrca-poller", "argocd-watcher"} {
 		procs[name] = launch(strings.TrimSuffix(strings.TrimSuffix(name, "-2"), "-3"))
 	}
 	for _, p := range procs {
 		waitReady(t, p)
 	}
 
-	// The workload: deployments across 20 components, each shipping one new commit, and incidents.
-	pub, err := messaging.NewPublisher(nc, "chaos", zerolog.Nop(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The workload: deployments across 20 components, each shipping one new commit, made the way
+	// Argo CD makes them (a history entry per sync) and observed by argocd-watcher; and incidents.
 	start := time.Now()
 	defer func() { t.Logf("chaos run took %s", time.Since(start).Round(time.Second)) }()
 	// The fake repositories' clocks start at githubtest.Epoch and tick a few minutes per merge, while
@@ -148,26 +157,58 @@ webrca:
 	base := githubtest.Epoch.Add(time.Hour)
 	deployIDs := map[string]bool{}
 	shipped := map[string]string{} // deployment ID → the one new commit it ships
-	publishDeployments := func(from, to int) {
-		t.Helper()
-		for i := from; i < to; i++ {
-			c := i % chaosComponents
-			repos[c].Squash(1)
-			at := base.Add(time.Duration(i) * time.Minute)
-			ev := events.DeploymentObserved{ID: events.DeploymentID("chaos", "uid-"+strconv.Itoa(c), int64(i/chaosComponents)),
-				Source: "argocd", Instance: "chaos", Cluster: "prod", Namespace: "argocd",
-				Application: fmt.Sprintf("svc-%d-prod", c), Component: "svc-" + strconv.Itoa(c),
-				Environment: events.EnvironmentProduction, Kind: events.KindDeploy, Result: events.ResultSuccess,
-				AppCommits: []events.CommitRef{{SHA: repos[c].Head(), RepoURL: repos[c].URL(), Via: "image_tag"}},
-				StartedAt:  at.Add(-time.Minute), FinishedAt: at}
-			deployIDs[ev.ID] = true
-			shipped[ev.ID] = repos[c].Head()
-			if err := pub.Publish(t.Context(), ev); err != nil {
-				t.Fatal(err)
-			}
+	observed := func(ctx context.Context) (int, error) {
+		s, err := js.Stream(ctx, events.StreamRaw)
+		if err != nil {
+			return 0, err
 		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(events.SubjectDeploymentObserved))
+		if err != nil {
+			return 0, err
+		}
+		return int(info.State.Subjects[events.SubjectDeploymentObserved]), nil
 	}
-	publishDeployments(0, chaosDeployments/2)
+	// deploy syncs every component once per round, then waits until the watcher has published the
+	// round (so each history entry is seen with its own image, as when syncs are minutes apart).
+	// It runs beside the faults and reports on the returned channel.
+	deploy := func(from, to int) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx := t.Context()
+			for round := from / chaosComponents; round < to/chaosComponents; round++ {
+				for c := range chaosComponents {
+					repos[c].Squash(1)
+					sha := repos[c].Head()
+					at := base.Add(time.Duration(round*chaosComponents+c) * time.Minute)
+					if err := world.deploy(ctx, "svc-"+strconv.Itoa(c), "prod", int64(round), sha, at); err != nil {
+						done <- err
+						return
+					}
+					id := events.DeploymentID("chaos", uids[c], int64(round))
+					deployIDs[id], shipped[id] = true, sha
+				}
+				want := (round + 1) * chaosComponents
+				deadline := time.Now().Add(5 * time.Minute)
+				for {
+					n, err := observed(ctx)
+					if err == nil && n >= want {
+						break
+					}
+					if time.Now().After(deadline) {
+						if err == nil {
+							err = fmt.Errorf("%d of %d published", n, want)
+						}
+						done <- fmt.Errorf("argocd-watcher did not publish round %d within 5 minutes: %w", round, err)
+						return
+					}
+					time.Sleep(20 * time.Millisecond) // polling the stream; nothing to subscribe to across NATS restarts
+				}
+			}
+			done <- nil
+		}()
+		return done
+	}
+	firstHalf := deploy(0, chaosDeployments/2)
 	incidentKeys := map[string]bool{}
 	var incidents []webrcatest.Incident
 	for i := range chaosIncidents {
@@ -179,7 +220,7 @@ webrca:
 		incidentKeys[key] = true
 	}
 	webrca.SetIncidents(incidents...) // the poller finds them on its next poll
-	t.Logf("published %d deployments; WebRCA lists %d incidents", chaosDeployments/2, chaosIncidents)
+	t.Logf("Argo CD syncing %d deployments; WebRCA lists %d incidents", chaosDeployments/2, chaosIncidents)
 
 	stored := func() int { return len(lake.Deployments(conn.ID)) }
 	enriched := func() int {
@@ -227,14 +268,21 @@ webrca:
 	reset := time.Now().Add(time.Minute)
 	gh.SetQuota("core", 1_000_000, 0, reset)
 	gh.SetQuota("graphql", 1_000_000, 0, reset)
-	publishDeployments(chaosDeployments/2, chaosDeployments)
-	t.Logf("GitHub rate-limited until %s at %d enriched; the other %d deployments published", reset.Format(time.TimeOnly), enriched(), chaosDeployments/2)
+	if err := <-firstHalf; err != nil {
+		t.Fatal(err)
+	}
+	secondHalf := deploy(chaosDeployments/2, chaosDeployments)
+	t.Logf("GitHub rate-limited until %s at %d enriched; Argo CD syncing the other %d deployments", reset.Format(time.TimeOnly), enriched(), chaosDeployments/2)
 	atLeast("DevLake deployments", 2000, stored)
 	restart("devlake-sink")
 	t.Logf("SIGKILL devlake-sink at %d stored", stored())
 	atLeast("DevLake deployments", 4000, stored)
 	srv.Restart()
 	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+
+	if err := <-secondHalf; err != nil {
+		t.Fatal(err)
+	}
 
 	// Settle: everything everywhere, exactly.
 	wait.For(t, 10*time.Minute, func() error {
