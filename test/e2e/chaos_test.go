@@ -35,10 +35,11 @@ const (
 )
 
 // TestChaosExactlyOnce sends 10,000 deployments and 1,000 incidents through all five services
-// (real processes on one JetStream server; GitHub, WebRCA and DevLake faked) while things break: DevLake answers 500 to 30% of requests and stalls 10% past the
-// client's timeout throughout, the sink and the enricher are killed with SIGKILL and restarted,
-// the NATS server restarts twice, and GitHub is rate-limited for a minute. The faults are triggered
-// by progress, not by timers. Afterwards every deployment and incident is in DevLake exactly once,
+// (real processes on one JetStream server; GitHub, WebRCA and DevLake faked) while things break:
+// DevLake answers 500 to 30% of requests and stalls 10% past the client's timeout throughout;
+// argocd-watcher, the enricher and a sink replica are killed with SIGKILL and restarted; the NATS
+// server restarts twice; and GitHub is rate-limited for a minute. The faults are triggered by
+// progress, not by timers. Afterwards every deployment and incident is in DevLake exactly once,
 // each deployment with exactly the commit it shipped, the exporter's counters are exact (in all,
 // per component, and one lead time per commit), and the dead-letter stream is empty.
 //
@@ -261,6 +262,15 @@ webrca:
 	atLeast("enriched events", 1500, enriched)
 	srv.Restart()
 	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+	observedNow := func() int {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		n, _ := observed(ctx)
+		return n
+	}
+	atLeast("deployments observed", 2500, observedNow)
+	restart("argocd-watcher") // while Argo CD keeps syncing: what it missed is emitted on start
+	t.Logf("SIGKILL argocd-watcher at %d observed", observedNow())
 	atLeast("enriched events", 3000, enriched)
 	restart("enricher")
 	t.Logf("SIGKILL enricher at %d enriched", enriched())
