@@ -74,8 +74,9 @@ fuzz: ## each fuzz target in turn for FUZZTIME
 	done
 
 golden: ## rerun golden tests with -update (only packages that declare the flag)
-	@for f in $$(grep -rl --include='*_test.go' 'flag.Bool("update"' pkg internal services test); do \
-		dir=$$(dirname $$f); echo "=== $$dir"; (cd $$dir && go test -count=1 -run . -update .); \
+	@assets=$$(hack/tools.sh kube | tail -n 1); \
+	for f in $$(grep -rl --include='*_test.go' 'flag.Bool("update"' pkg internal services test cmd); do \
+		dir=$$(dirname $$f); echo "=== $$dir"; (cd $$dir && KUBEBUILDER_ASSETS=$$assets go test -count=1 -run . -update .); \
 	done
 
 vet: ## go vet every module

@@ -45,6 +45,8 @@ type demoOptions struct {
 	out        io.Writer
 	// summary receives the final table (tests compare it with a golden file).
 	summary io.Writer
+	// rows, when set, receives every DevLake row and dora_* series (tests compare it too).
+	rows io.Writer
 }
 
 // demo runs the whole pipeline against a simulated world: a real kube-apiserver with Argo CD's
@@ -62,8 +64,17 @@ func demo(ctx context.Context, args []string, getenv func(string) string, out io
 	fs.IntVar(&o.opsBase, "ops-port", 8081, "first ops `port` (0: any free port)")
 	fs.BoolVar(&o.exit, "exit", false, "stop after printing the table instead of waiting for Ctrl-C")
 	summary := fs.String("summary", "", "also write the final tables to this `file` (tests compare it with a golden file)")
+	rows := fs.String("rows", "", "write every DevLake row and dora_* series to this `file`, normalised to be the same every week")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *rows != "" {
+		f, err := os.Create(*rows)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		o.rows = f
 	}
 	if *summary != "" {
 		f, err := os.Create(*summary)
@@ -207,6 +218,11 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	}
 	if err := printSummary(ctx, o.summary, ops["metrics-exporter"], lake, conns); err != nil {
 		return err
+	}
+	if o.rows != nil {
+		if err := printRows(ctx, o.rows, ops["metrics-exporter"], lake, conns, gh, monday); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(o.out, "\nEvery number above comes from %s/metrics. Try: doraflow dora --exporter %s\n",
 		ops["metrics-exporter"], ops["metrics-exporter"])

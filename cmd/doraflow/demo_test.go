@@ -34,20 +34,32 @@ func TestDemoMatchesGolden(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	summary := filepath.Join(dir, "summary.txt")
+	summary, rows := filepath.Join(dir, "summary.txt"), filepath.Join(dir, "rows.txt")
 	out, err := cli(t, "", "demo", "--exit", "--seed", "42", "--bin", bin, "--kube-assets", assets,
-		"--dir", filepath.Join(dir, "run"), "--ops-port", "0", "--summary", summary)
+		"--dir", filepath.Join(dir, "run"), "--ops-port", "0", "--summary", summary, "--rows", rows)
 	if err != nil {
 		logs, _ := os.ReadDir(filepath.Join(dir, "run", "logs"))
 		t.Fatalf("demo: %v\n%s\n(logs: %v)", err, out, logs)
 	}
-	got, err := os.ReadFile(summary)
+	compareGolden(t, summary, filepath.Join("testdata", "demo.golden.txt"))
+	// Every row and every dora_* series, not only the totals above.
+	compareGolden(t, rows, filepath.Join("testdata", "demo.rows.golden.txt"))
+	for _, want := range []string{"[116/116]", "rolled back on prod-us", "sync to prod-eu FAILED", "Degraded 10m0s later"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress output misses %q", want)
+		}
+	}
+}
+
+// compareGolden compares the file got with the golden file (rewritten with -update).
+func compareGolden(t *testing.T, gotPath, golden string) {
+	t.Helper()
+	got, err := os.ReadFile(gotPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "demo.golden.txt")
 	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -59,11 +71,6 @@ func TestDemoMatchesGolden(t *testing.T) {
 		t.Fatalf("read golden (go test -update to create it): %v", err)
 	}
 	if string(got) != string(want) {
-		t.Errorf("demo tables differ from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
-	}
-	for _, want := range []string{"[116/116]", "rolled back on prod-us", "sync to prod-eu FAILED", "Degraded 10m0s later"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("progress output misses %q", want)
-		}
+		t.Errorf("demo output differs from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }

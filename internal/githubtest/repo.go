@@ -223,11 +223,15 @@ type CommitInfo struct {
 	PullRequests []int
 }
 
-// Commit returns what the fake knows about a commit, for assertions.
+// Commit returns what the fake knows about a commit, for assertions; the zero CommitInfo for a SHA
+// it does not know.
 func (r *Repo) Commit(sha string) CommitInfo {
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
-	c := r.commits[sha]
+	c, ok := r.commits[sha]
+	if !ok {
+		return CommitInfo{}
+	}
 	title := c.title
 	for i := range title {
 		if title[i] == '\n' {
