@@ -72,11 +72,12 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	ghCache := newAsyncCache(d.JS, cache, github.ErrCacheMiss, func(error) { m.cacheWriteErrs.Inc() })
 	d.Go(ghCache.drain)
 	gh := github.NewCached(client, ghCache, m)
+	cfg := d.Config.enrichConfig()
 	h := &handlers{
 		// Deployments read state through a revision-checked copy (no round trip per read); incident
 		// linking, which cannot detect a stale copy, reads the bucket.
-		enr:       enrich.New(d.Config.enrichConfig(), gh, newCASStore(state, enrich.ErrNotFound, stateCacheEntries), nil),
-		incidents: enrich.New(d.Config.enrichConfig(), gh, kvStore{kv: state, miss: enrich.ErrNotFound}, nil),
+		enr:       enrich.New(cfg, gh, newCASStore(state, enrich.ErrNotFound, stateCacheEntries), nil),
+		incidents: enrich.New(cfg, gh, kvStore{kv: state, miss: enrich.ErrNotFound}, nil),
 		pub:       d.Publisher,
 		seen:      processed,
 		m:         m,

@@ -54,51 +54,54 @@ type casStore struct {
 }
 
 type casEntry struct {
-	value []byte // nil: the key does not exist
-	rev   uint64 // 0 with a nil value
+	value []byte
+	rev   uint64 // 0: the key does not exist (KV revisions start at 1)
 }
 
 func newCASStore(kv jetstream.KeyValue, miss error, maxEntries int) *casStore {
 	return &casStore{kv: kv, miss: miss, max: maxEntries, keys: map[string]casEntry{}}
 }
 
-func (s *casStore) Get(ctx context.Context, key string) ([]byte, error) {
+// lookup returns the copy of key, reading the bucket (and keeping the answer) when there is none.
+func (s *casStore) lookup(ctx context.Context, key string) (casEntry, error) {
 	s.mu.Lock()
 	e, ok := s.keys[key]
 	s.mu.Unlock()
-	if !ok {
-		kve, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			// A deleted key reads as not found too; its next write is a create.
-		case err != nil:
-			return nil, err
-		default:
-			e = casEntry{value: kve.Value(), rev: kve.Revision()}
-		}
-		s.remember(key, e)
+	if ok {
+		return e, nil
 	}
-	if e.value == nil {
+	kve, err := s.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// A deleted key reads as not found too; its next write is a create.
+	case err != nil:
+		return casEntry{}, err
+	default:
+		e = casEntry{value: kve.Value(), rev: kve.Revision()}
+	}
+	s.remember(key, e)
+	return e, nil
+}
+
+func (s *casStore) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.lookup(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if e.rev == 0 {
 		return nil, fmt.Errorf("%s: %w", key, s.miss)
 	}
 	return e.value, nil
 }
 
+// Put writes key with compare-and-set against the revision this copy holds (read now if the
+// delivery did not read it).
 func (s *casStore) Put(ctx context.Context, key string, value []byte) error {
-	s.mu.Lock()
-	e, ok := s.keys[key]
-	s.mu.Unlock()
-	if !ok {
-		// Not read by this delivery (or forgotten since): read it to learn the revision.
-		if _, err := s.Get(ctx, key); err != nil && !errors.Is(err, s.miss) {
-			return err
-		}
-		s.mu.Lock()
-		e = s.keys[key]
-		s.mu.Unlock()
+	e, err := s.lookup(ctx, key)
+	if err != nil {
+		return err
 	}
 	var rev uint64
-	var err error
 	if e.rev == 0 {
 		rev, err = s.kv.Create(ctx, key, value)
 	} else {
