@@ -195,15 +195,12 @@ func (s *subscriber) loop(ctx context.Context, durable string, b binding, iter j
 			s.nakNow(jm, log) // buffered but not started: hand it back at once
 			continue
 		}
-		slots <- struct{}{} // frees when a handed-out message settles (bounded by AckWait)
+		// Frees when a handed-out message settles (bounded by AckWait). With one slot, the next
+		// message waits here until this one settled: one at a time, in delivery order.
+		slots <- struct{}{}
 		if s.isClosing() {
 			<-slots
 			s.nakNow(jm, log)
-			continue
-		}
-		if cap(slots) == 1 {
-			s.deliver(ctx, jm, b, out, log) // in delivery order, one at a time
-			<-slots
 			continue
 		}
 		inflight.Add(1)
