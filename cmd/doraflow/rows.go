@@ -55,29 +55,17 @@ func printRows(ctx context.Context, out io.Writer, exporter string, lake *devlak
 			lines = append(lines, fmt.Sprintf("%s\t%s\t%.0fs\t%s\t%s/%s\t%s\t%s", at(d.FinishedDate), at(d.StartedDate),
 				d.DurationSec, d.Result, d.Environment, d.OriginalEnvironment, d.DisplayTitle, strings.Join(cs, "; ")))
 		}
-		sort.Strings(lines)
-		fmt.Fprintf(out, "\n[%s] cicd_deployments and their commits (%d)\n", n, len(lines))
-		tw := table(out)
-		fmt.Fprintln(tw, "FINISHED\tSTARTED\tDURATION\tRESULT\tENVIRONMENT\tTITLE\tCOMMITS")
-		for _, l := range lines {
-			fmt.Fprintln(tw, l)
-		}
-		if err := tw.Flush(); err != nil {
+		if err := printSorted(out, fmt.Sprintf("[%s] cicd_deployments and their commits", n),
+			"FINISHED\tSTARTED\tDURATION\tRESULT\tENVIRONMENT\tTITLE\tCOMMITS", lines); err != nil {
 			return err
 		}
-		lines = lines[:0]
+		var issues []string
 		for _, i := range lake.Issues(c) {
-			lines = append(lines, fmt.Sprintf("%s\t%s\t%s/%s\t%s\t%s\t%dmin\t%s\t%s", i.IssueKey, i.Type, i.Status,
+			issues = append(issues, fmt.Sprintf("%s\t%s\t%s/%s\t%s\t%s\t%dmin\t%s\t%s", i.IssueKey, i.Type, i.Status,
 				i.OriginalStatus, at(i.CreatedDate), at(i.ResolutionDate), i.LeadTimeMinutes, i.Severity, i.Title))
 		}
-		sort.Strings(lines)
-		fmt.Fprintf(out, "\n[%s] issues (%d)\n", n, len(lines))
-		tw = table(out)
-		fmt.Fprintln(tw, "KEY\tTYPE\tSTATUS\tCREATED\tRESOLVED\tLEAD TIME\tSEVERITY\tTITLE")
-		for _, l := range lines {
-			fmt.Fprintln(tw, l)
-		}
-		if err := tw.Flush(); err != nil {
+		if err := printSorted(out, fmt.Sprintf("[%s] issues", n),
+			"KEY\tTYPE\tSTATUS\tCREATED\tRESOLVED\tLEAD TIME\tSEVERITY\tTITLE", issues); err != nil {
 			return err
 		}
 	}
@@ -99,4 +87,16 @@ func printRows(ctx context.Context, out io.Writer, exporter string, lake *devlak
 		}
 	}
 	return nil
+}
+
+// printSorted prints a titled table of tab-separated lines, sorted.
+func printSorted(out io.Writer, title, header string, lines []string) error {
+	sort.Strings(lines)
+	fmt.Fprintf(out, "\n%s (%d)\n", title, len(lines))
+	tw := table(out)
+	fmt.Fprintln(tw, header)
+	for _, l := range lines {
+		fmt.Fprintln(tw, l)
+	}
+	return tw.Flush()
 }
