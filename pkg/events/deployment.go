@@ -94,6 +94,9 @@ type DeploymentObserved struct {
 	// ArgoCD holds the Argo CD identifiers behind the event.
 	ArgoCD *ArgoCDRef        `json:"argocd,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Flags are data-quality conditions the source found (QualityAmbiguousImage); the enricher
+	// carries them into DeploymentEnriched.Quality.
+	Flags []QualityFlag `json:"flags,omitempty"`
 }
 
 // ArgoCDRef identifies the Argo CD objects behind a deployment.
@@ -189,6 +192,15 @@ const (
 	QualityUnknownEnvironment QualityFlag = "unknown_environment"
 	// QualityNoLinkedDeployment: an incident could not be linked to a causing deployment.
 	QualityNoLinkedDeployment QualityFlag = "no_linked_deployment"
+	// QualityAmbiguousImage: live pods ran several tags of one image repository and the source could
+	// not tell which one the new revision deploys, so no commit was taken from that repository.
+	QualityAmbiguousImage QualityFlag = "ambiguous_image"
+	// QualityRevert: the deployment reverts earlier deployed commits (its commit is behind the
+	// previous one, or its commits say "This reverts commit …"); it is a rollback.
+	QualityRevert QualityFlag = "revert"
+	// QualityLinkTooOld: the last deployment before an incident is older than the look-back limit,
+	// so the incident is linked to nothing.
+	QualityLinkTooOld QualityFlag = "link_too_old"
 )
 
 // Commit is one application commit that a deployment shipped.
@@ -273,8 +285,55 @@ type DeploymentEnriched struct {
 	Ranges  []CommitRange `json:"ranges,omitempty"`
 	Routing Routing       `json:"routing"`
 	Quality []QualityFlag `json:"quality,omitempty"`
+	// Rollout places the deployment in its logical deployment (nil for failed deployments and
+	// unknown environments, which are never grouped).
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// EnrichedAt is when the enricher produced this event.
 	EnrichedAt time.Time `json:"enriched_at,omitzero"`
+}
+
+// RolloutPolicy says how the deployments of one change to several clusters are counted.
+type RolloutPolicy string
+
+// Rollout policies (argocd.md §3.9).
+const (
+	// RolloutFirst counts a logical deployment once, at the first cluster to deploy it: deployment
+	// frequency counts the change once and lead time runs to the first cluster.
+	RolloutFirst RolloutPolicy = "first"
+	// RolloutEach counts every cluster's deployment as a deployment of its own.
+	RolloutEach RolloutPolicy = "each"
+	// RolloutAll counts a logical deployment once, when the last expected cluster has it: lead
+	// time runs to the last cluster.
+	RolloutAll RolloutPolicy = "all"
+)
+
+// Rollout places one cluster's deployment (a child rollout) in its logical deployment: one change,
+// identified by (component, environment, state fingerprint), rolled out to one or more clusters.
+// Every consumer counts logical deployments, not children: DevLake receives the counted child under
+// LogicalID and the exporter counts LogicalID once.
+type Rollout struct {
+	// LogicalID identifies the logical deployment: LogicalDeploymentID of its first child under the
+	// policies first and all, the deployment's own ID under each.
+	LogicalID string        `json:"logical_id"`
+	Policy    RolloutPolicy `json:"policy"`
+	// Fingerprint identifies the deployed state across clusters: the application commits, else the
+	// GitOps revision(s).
+	Fingerprint string `json:"fingerprint"`
+	// Counted marks the one child that stands for the logical deployment in DORA numbers and DevLake:
+	// the first cluster (first, each) or the cluster that completed the rollout (all). Only it carries
+	// the logical deployment's commits.
+	Counted bool `json:"counted"`
+	// Clusters have the change so far, this deployment's included, in the order they deployed it.
+	Clusters []string `json:"clusters"`
+	// Expected are the clusters the policy all waits for.
+	Expected []string `json:"expected,omitempty"`
+	// Complete is set once every expected cluster has the change (policy all), and always under
+	// first and each.
+	Complete bool `json:"complete,omitempty"`
+	// StartedAt is the first child's start: the logical deployment's start (DevLake's startedDate).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// FirstFinishedAt is the first child's finish.
+	FirstFinishedAt time.Time `json:"first_finished_at,omitzero"`
 }
 
 // Meta implements Event.
@@ -292,6 +351,11 @@ func (d DeploymentEnriched) Validate() error {
 	for _, c := range d.Commits {
 		p.require(c.SHA != "", "commits.sha", "required")
 		p.require(c.RepoURL != "", "commits.repo_url", "required")
+	}
+	if r := d.Rollout; r != nil {
+		p.require(r.LogicalID != "", "rollout.logical_id", "required")
+		p.oneOf("rollout.policy", string(r.Policy), string(RolloutFirst), string(RolloutEach), string(RolloutAll))
+		p.require(r.Policy != RolloutEach || r.LogicalID == d.ID, "rollout.logical_id", "must equal id under policy each")
 	}
 	return p.err("enriched deployment")
 }
@@ -341,6 +405,22 @@ type ChangeFailureSignal struct {
 	RecoveredAt time.Time `json:"recovered_at,omitzero"`
 	// RelatedID is the ID of the event that revealed the failure, such as the rollback deployment.
 	RelatedID string `json:"related_id,omitempty"`
+}
+
+// ChangeFailureInferred is a change failure the enricher found in commit history, which no source
+// observes: a GitOps revert (the new deployment's commit is an ancestor of the previous one, or its
+// commits revert deployed commits) makes the reverted deployment a failure with detection revert.
+// DeploymentID and RelatedID are logical deployment IDs (Rollout.LogicalID). Its fields and ID rules
+// are ChangeFailureSignal's; only the subject differs.
+type ChangeFailureInferred struct {
+	ChangeFailureSignal
+}
+
+// Meta implements Event.
+func (s ChangeFailureInferred) Meta() Meta {
+	m := s.ChangeFailureSignal.Meta()
+	m.Type, m.Subject = TypeChangeFailureInferred, SubjectChangeFailureInferred
+	return m
 }
 
 // Meta implements Event.

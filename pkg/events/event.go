@@ -86,6 +86,13 @@ func IncidentEventID(source, incidentID string, change IncidentChange, fingerpri
 	return NewID("inc", source, incidentID, string(change), fingerprint)
 }
 
+// LogicalDeploymentID returns the ID of the logical deployment whose first child rollout (the first
+// cluster to deploy the change) has the deployment ID first: "ldep-…". Under the rollout policy
+// "each" a deployment is its own logical deployment and keeps its ID instead.
+func LogicalDeploymentID(component string, env Environment, first string) string {
+	return NewID("ldep", component, string(env), first)
+}
+
 // ChangeFailureID is the ID of a change-failure signal: one per deployment, detection and phase
 // ("detected" or "recovered").
 func ChangeFailureID(deploymentID string, detection Detection, recovered bool) string {

@@ -13,6 +13,9 @@ const (
 	SubjectDeploymentEnriched = "doraflow.enricher.deployment.enriched"
 	// SubjectIncidentEnriched carries IncidentEnriched, published by enricher.
 	SubjectIncidentEnriched = "doraflow.enricher.incident.enriched"
+	// SubjectChangeFailureInferred carries ChangeFailureInferred, published by enricher: change
+	// failures found in commit history (a GitOps revert), which no source observes directly.
+	SubjectChangeFailureInferred = "doraflow.enricher.changefailure.inferred"
 
 	// SubjectDeadLetterPrefix is the prefix of every service's dead-letter subject:
 	// doraflow.dlq.<service>. The message keeps its original body; the headers in HeaderDead* say why.
@@ -41,15 +44,16 @@ var StreamSubjects = map[string][]string{
 
 // CloudEvents types, one per subject. The suffix is the contract's major version.
 const (
-	TypeDeploymentObserved   = "io.doraflow.deployment.observed.v1"
-	TypeChangeFailureSignal  = "io.doraflow.changefailure.detected.v1"
-	TypeIncidentObserved     = "io.doraflow.incident.observed.v1"
-	TypeDeploymentEnriched   = "io.doraflow.deployment.enriched.v1"
-	TypeIncidentEnriched     = "io.doraflow.incident.enriched.v1"
-	CloudEventsSpecVersion   = "1.0"
-	ContentTypeJSON          = "application/json"
-	cloudEventsSourcePrefix  = "/doraflow/"
-	maxCloudEventsSubjectLen = 256
+	TypeDeploymentObserved    = "io.doraflow.deployment.observed.v1"
+	TypeChangeFailureSignal   = "io.doraflow.changefailure.detected.v1"
+	TypeIncidentObserved      = "io.doraflow.incident.observed.v1"
+	TypeDeploymentEnriched    = "io.doraflow.deployment.enriched.v1"
+	TypeIncidentEnriched      = "io.doraflow.incident.enriched.v1"
+	TypeChangeFailureInferred = "io.doraflow.changefailure.inferred.v1"
+	CloudEventsSpecVersion    = "1.0"
+	ContentTypeJSON           = "application/json"
+	cloudEventsSourcePrefix   = "/doraflow/"
+	maxCloudEventsSubjectLen  = 256
 )
 
 // NATS headers. CloudEvents attributes use the binary content mode of the CloudEvents NATS binding:
