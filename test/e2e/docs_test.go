@@ -24,6 +24,7 @@ func TestEventsDocMatchesCode(t *testing.T) {
 		{events.SubjectIncidentObserved, "IncidentObserved", events.TypeIncidentObserved, events.StreamRaw},
 		{events.SubjectDeploymentEnriched, "DeploymentEnriched", events.TypeDeploymentEnriched, events.StreamEnriched},
 		{events.SubjectIncidentEnriched, "IncidentEnriched", events.TypeIncidentEnriched, events.StreamEnriched},
+		{events.SubjectChangeFailureInferred, "ChangeFailureInferred", events.TypeChangeFailureInferred, events.StreamEnriched},
 	}
 	for _, r := range rows {
 		line := lineWith(doc, "| `"+r.subject+"` |")
