@@ -114,6 +114,24 @@ func (r *Repo) Push(n int) []string {
 	return out
 }
 
+// Revert adds to main, directly, the commit git revert writes for sha: titled Revert "<title>",
+// with the body "This reverts commit <sha>." GitHub returns that full message from its compare and
+// commit APIs. It returns the new commit.
+func (r *Repo) Revert(sha string) string {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	title := r.commits[sha].title
+	for i := range title {
+		if title[i] == '\n' {
+			title = title[:i]
+			break
+		}
+	}
+	msg := fmt.Sprintf("Revert %q\n\nThis reverts commit %s.\n", title, sha)
+	r.main = r.newCommit(msg, "reverter", time.Time{}, r.parentsOfMain()...)
+	return r.main
+}
+
 // branch creates k commits on a branch off main and an open pull request for them.
 func (r *Repo) branch(k int, author string) (*pullRequest, []string) {
 	r.nextPR++

@@ -32,6 +32,13 @@ const (
 	CachePullRequest = "pull_request"
 )
 
+// Key kinds of cached answers. The version suffix changes when a cached type gains a field that
+// old entries cannot have (v2: Commit.Reverts), so old entries are never read as complete.
+const (
+	keyCompare = "cmp2"
+	keyCommit  = "commit2"
+)
+
 // maxCachedComparison keeps a cached comparison under JetStream's default 1 MiB message size.
 const maxCachedComparison = 900 << 10
 
@@ -53,7 +60,7 @@ func NewCached(client *Client, cache Cache, obs CacheObserver) *Cached {
 // Compare is Client.Compare, cached when base and head are full SHAs.
 func (c *Cached) Compare(ctx context.Context, repo Repo, base, head string) (Comparison, error) {
 	cacheable := fullSHA.MatchString(base) && fullSHA.MatchString(head)
-	key := cacheKey("cmp", repo, base+"."+head)
+	key := cacheKey(keyCompare, repo, base+"."+head)
 	if cacheable {
 		var cmp Comparison
 		if hit, err := c.get(ctx, CacheCompare, key, &cmp); err != nil || hit {
@@ -76,7 +83,7 @@ func (c *Cached) Compare(ctx context.Context, repo Repo, base, head string) (Com
 // because it can become ambiguous).
 func (c *Cached) Commit(ctx context.Context, repo Repo, sha string) (Commit, error) {
 	cacheable := fullSHA.MatchString(sha)
-	key := cacheKey("commit", repo, sha)
+	key := cacheKey(keyCommit, repo, sha)
 	if cacheable {
 		var cm Commit
 		if hit, err := c.get(ctx, CacheCommit, key, &cm); err != nil || hit {
@@ -88,7 +95,7 @@ func (c *Cached) Commit(ctx context.Context, repo Repo, sha string) (Commit, err
 		return Commit{}, err
 	}
 	if cacheable || fullSHA.MatchString(cm.SHA) {
-		if err := c.put(ctx, cacheKey("commit", repo, cm.SHA), cm, 0); err != nil {
+		if err := c.put(ctx, cacheKey(keyCommit, repo, cm.SHA), cm, 0); err != nil {
 			return Commit{}, err
 		}
 	}

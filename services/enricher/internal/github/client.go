@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +177,24 @@ type Commit struct {
 	// Title is the first line of the message.
 	Title   string
 	Parents int
+	// Reverts are the commits the message says this commit reverts ("This reverts commit <sha>.",
+	// as git revert writes it), lower-case, possibly abbreviated.
+	Reverts []string `json:",omitempty"`
+}
+
+// revertLine is the line git revert writes into the message; squashed reverts repeat it.
+var revertLine = regexp.MustCompile(`(?i)\bThis reverts commit ([0-9a-f]{7,40})\b`)
+
+// ParseReverts returns the commits a commit message says it reverts, in order, once each.
+func ParseReverts(message string) []string {
+	var out []string
+	for _, m := range revertLine.FindAllStringSubmatch(message, -1) {
+		sha := strings.ToLower(m[1])
+		if !slices.Contains(out, sha) {
+			out = append(out, sha)
+		}
+	}
+	return out
 }
 
 // Comparison is GitHub's comparison of base...head: the commits reachable from head and not from
@@ -268,6 +288,7 @@ func commitFrom(rc *gh.RepositoryCommit) Commit {
 		CommittedAt: gc.GetCommitter().GetDate().UTC(),
 		Title:       strings.TrimSpace(title),
 		Parents:     len(rc.Parents),
+		Reverts:     ParseReverts(gc.GetMessage()),
 	}
 }
 

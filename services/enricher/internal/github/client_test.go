@@ -174,6 +174,59 @@ func TestCommitFields(t *testing.T) {
 	}
 }
 
+// A revert commit's full message names the commits it reverts; the compare and commit APIs both
+// return the full message, so both carry Reverts.
+func TestRevertCommitsNameWhatTheyRevert(t *testing.T) {
+	srv := githubtest.New(t)
+	r := srv.Repo("acme", "shop")
+	base := r.Push(1)[0]
+	bad := r.Push(1)[0]
+	revert := r.Revert(bad)
+	c, _ := newClient(t, srv)
+	got, err := c.Commit(t.Context(), repo, revert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{bad}, got.Reverts); diff != "" {
+		t.Errorf("commit reverts (-want +got):\n%s", diff)
+	}
+	if want := `Revert "direct change 1"`; got.Title != want {
+		t.Errorf("title = %q, want %q", got.Title, want)
+	}
+	cmpr, err := c.Compare(t.Context(), repo, base, revert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reverts [][]string
+	for _, c := range cmpr.Commits {
+		reverts = append(reverts, c.Reverts)
+	}
+	if diff := cmp.Diff([][]string{nil, {bad}}, reverts); diff != "" {
+		t.Errorf("compare reverts (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseReverts(t *testing.T) {
+	tests := []struct {
+		name, message string
+		want          []string
+	}{
+		{"git revert", "Revert \"x\"\n\nThis reverts commit 0123456789abcdef0123456789abcdef01234567.\n",
+			[]string{"0123456789abcdef0123456789abcdef01234567"}},
+		{"squashed reverts of two commits", "Revert two (#7)\n\n* This reverts commit abcdef1.\n* This reverts commit ABCDEF2345.",
+			[]string{"abcdef1", "abcdef2345"}},
+		{"no revert", "fix: handle revert of order", nil},
+		{"too short", "This reverts commit abc.", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, github.ParseReverts(tc.message)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestPullRequestsOfEveryMergeStyle(t *testing.T) {
 	srv := githubtest.New(t)
 	r := srv.Repo("acme", "shop")
