@@ -16,6 +16,9 @@ const (
 	SkipRedeploy           = "redeploy"
 	SkipNoCommits          = "no_commits"
 	SkipNoTargets          = "no_targets"
+	// SkipRolloutChild: a cluster's deployment of a logical deployment that another child stands
+	// for (Rollout.Counted false); DevLake receives the logical deployment once.
+	SkipRolloutChild = "rollout_child"
 )
 
 // maxIDLen bounds deployment ids: DevLake's commit row id appends ~70 characters to it and the
@@ -113,8 +116,21 @@ func gitRef(target string) string {
 	return target
 }
 
+// LogicalID is the id a deployment is posted and recorded under: its logical deployment's
+// (Rollout.LogicalID), or its own when it has no Rollout. Under policy each the two are equal.
+func LogicalID(ev events.DeploymentEnriched) string {
+	if ev.Rollout != nil && ev.Rollout.LogicalID != "" {
+		return ev.Rollout.LogicalID
+	}
+	return ev.ID
+}
+
 // BuildDeployment returns the complete body posted for a deployment on a connection, or the reason
 // it is not posted. Dates are UTC seconds; result is set at the top level and on every commit.
+//
+// A deployment that is one cluster's child of a logical deployment is posted only when it is the
+// counted child, under the logical id, from the logical deployment's start (the first child's) to
+// its own finish, with its commits (the logical deployment's).
 func BuildDeployment(ev events.DeploymentEnriched, conn uint64, gitops bool) (devlake.Deployment, string) {
 	env, ok := environments[ev.Environment]
 	if !ok {
@@ -122,6 +138,9 @@ func BuildDeployment(ev events.DeploymentEnriched, conn uint64, gitops bool) (de
 	}
 	if ev.Kind == events.KindRedeploy {
 		return devlake.Deployment{}, SkipRedeploy
+	}
+	if ev.Rollout != nil && !ev.Rollout.Counted {
+		return devlake.Deployment{}, SkipRolloutChild
 	}
 	commits := DeploymentCommits(ev, gitops)
 	if len(commits) == 0 {
@@ -132,6 +151,9 @@ func BuildDeployment(ev events.DeploymentEnriched, conn uint64, gitops bool) (de
 		result = devlake.ResultFailure
 	}
 	started := ev.StartedAt
+	if ev.Rollout != nil && !ev.Rollout.StartedAt.IsZero() {
+		started = ev.Rollout.StartedAt
+	}
 	if started.IsZero() && ev.ArgoCD != nil {
 		started = ev.ArgoCD.OperationStartedAt
 	}
@@ -150,7 +172,7 @@ func BuildDeployment(ev events.DeploymentEnriched, conn uint64, gitops bool) (de
 	}
 	title := displayTitle(ev, origEnv)
 	return devlake.Deployment{
-		ID:                  DeploymentID(ev.ID, conn),
+		ID:                  DeploymentID(LogicalID(ev), conn),
 		DisplayTitle:        title,
 		Name:                title,
 		Result:              result,

@@ -244,7 +244,7 @@ func (s *Sink) Deployment(ctx context.Context, ev events.DeploymentEnriched) (Re
 		if err != nil {
 			return targetOutcome{err: permanentError{fmt.Errorf("encode deployment: %w", err)}}
 		}
-		key := LedgerKey("deployment", c.ID, ev.ID)
+		key := LedgerKey("deployment", c.ID, LogicalID(ev))
 		digest := digestOf(body)
 		old, _, err := s.store.Get(ctx, key)
 		switch {
