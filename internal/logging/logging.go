@@ -5,7 +5,6 @@ package logging
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -48,31 +47,4 @@ type utcTimestamp struct{}
 
 func (utcTimestamp) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	e.Str(zerolog.TimestampFieldName, time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-}
-
-// RedactURL removes credentials from a URL before it is logged: user info and the values of query
-// parameters that look like credentials. Unparseable input is replaced entirely.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[unparseable url]"
-	}
-	if u.User != nil {
-		u.User = url.User("redacted")
-	}
-	q := u.Query()
-	changed := false
-	for k := range q {
-		lk := strings.ToLower(k)
-		for _, s := range []string{"token", "secret", "password", "key", "auth", "sig"} {
-			if strings.Contains(lk, s) {
-				q.Set(k, "redacted")
-				changed = true
-			}
-		}
-	}
-	if changed {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

@@ -63,20 +63,6 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
-		{"nats://u:p@host:4222", "nats://redacted@host:4222"},
-		{"https://h/x?access_token=abc&page=2", "https://h/x?access_token=redacted&page=2"},
-		{"://bad", "[unparseable url]"},
-	}
-	for _, tt := range tests {
-		if got := RedactURL(tt.in); got != tt.want {
-			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestWatermillLevelsMoveDownOneStep(t *testing.T) {
 	var buf bytes.Buffer
 	log, _ := New(&buf, "info", "s", "v")

@@ -133,7 +133,7 @@ func Connect(ctx context.Context, s Settings, log zerolog.Logger) (*nats.Conn, e
 			errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) {
 			return nil, fmt.Errorf("connect to NATS at %s: credentials rejected: %w", logging.RedactURL(s.URL), err)
 		}
-		log.Warn().Err(err).Str("url", logging.RedactURL(s.URL)).Dur("retry_in", backoff).Msg("connect to NATS")
+		log.Warn().Str("error", logging.RedactText(err.Error())).Str("url", logging.RedactURL(s.URL)).Dur("retry_in", backoff).Msg("connect to NATS")
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connect to NATS at %s: %w", logging.RedactURL(s.URL), err)

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -123,5 +124,28 @@ func TestEnsureKVDedupWithTTL(t *testing.T) {
 	}
 	if st.TTL() != time.Hour {
 		t.Errorf("TTL = %s, want 1h", st.TTL())
+	}
+}
+
+// A server list is the normal way to reach a cluster; every URL of it may carry credentials, and none
+// may reach a log line or an error while connecting is retried.
+func TestConnectNeverLogsCredentialsOfAServerList(t *testing.T) {
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+	ctx, cancel := context.WithTimeout(t.Context(), 1200*time.Millisecond)
+	defer cancel()
+	url := "nats://alice:canary-pw1@127.0.0.1:1,nats://bob:canary-pw2@127.0.0.1:2?token=canary-tok"
+	_, err := Connect(ctx, Settings{URL: url, Name: "test"}, log)
+	if err == nil {
+		t.Fatal("Connect to nothing succeeded")
+	}
+	out := logs.String() + err.Error()
+	if !strings.Contains(logs.String(), "connect to NATS") {
+		t.Fatalf("no retry was logged:\n%s", logs.String())
+	}
+	for _, canary := range []string{"canary-pw1", "canary-pw2", "canary-tok"} {
+		if strings.Contains(out, canary) {
+			t.Errorf("%s leaked:\n%s", canary, out)
+		}
 	}
 }

@@ -298,6 +298,8 @@ func (r *Router) publishDeadLetter(msg *message.Message, durable, reason string)
 		}
 		m.Header.Set(k, v)
 	}
+	// An error may quote the URL it failed on, with its credentials.
+	reason = logging.RedactText(reason)
 	if len(reason) > 2048 {
 		reason = reason[:2048]
 	}
