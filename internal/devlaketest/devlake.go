@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,8 +48,14 @@ type DevLake struct {
 	rng      *rand.Rand
 	down     int
 	rejects  map[writeKey]string
-	closing  chan struct{}
-	closed   bool
+	// scopes are the (connection, kind) whose scope row exists; creating those in a first write.
+	scopes     map[writeKey]bool
+	creating   map[writeKey]bool
+	firstWrite time.Duration
+	hold       chan struct{}
+	pending    atomic.Int64
+	closing    chan struct{}
+	closed     bool
 }
 
 // Connection is a webhook connection and its per-connection API key.
@@ -69,7 +76,8 @@ type Request struct {
 	Kind       Kind
 	Status     int
 	Body       []byte
-	// Fault names an injected fault (server_error, stall, down, reject), empty otherwise.
+	// Fault names an injected fault (server_error, stall, down, reject) or the first-write race
+	// (duplicate_key), empty otherwise.
 	Fault string
 	At    time.Time
 }
@@ -91,6 +99,7 @@ type Faults struct {
 func New() *DevLake {
 	return &DevLake{now: time.Now, conns: map[uint64]Connection{}, byName: map[string]uint64{},
 		keys: map[string]*regexp.Regexp{}, nextConn: 1, store: newStore(), rejects: map[writeKey]string{},
+		scopes: map[writeKey]bool{}, creating: map[writeKey]bool{}, firstWrite: 20 * time.Millisecond,
 		closing: make(chan struct{}), rng: rand.New(rand.NewPCG(0, 0))}
 }
 
@@ -394,7 +403,7 @@ func (d *DevLake) serve(r *http.Request, body []byte, rec *Request) (int, []byte
 		return http.StatusInternalServerError, errorBody(500, err.Error())
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var write func(now time.Time)
 	switch kind {
 	case KindDeployment:
 		req, msg := decodeDeployment(m)
@@ -404,9 +413,10 @@ func (d *DevLake) serve(r *http.Request, body []byte, rec *Request) (int, []byte
 			}
 		}
 		if msg != "" {
+			d.mu.Unlock()
 			return http.StatusBadRequest, errorBody(400, msg)
 		}
-		d.store.upsertDeployment(conn, req, d.now().UTC())
+		write = func(now time.Time) { d.store.upsertDeployment(conn, req, now) }
 	default:
 		req, msg := decodeIssue(m)
 		if msg == "" {
@@ -415,14 +425,109 @@ func (d *DevLake) serve(r *http.Request, body []byte, rec *Request) (int, []byte
 			}
 		}
 		if msg != "" {
+			d.mu.Unlock()
 			// The issues endpoint answers a bare JSON string.
 			b, _ := json.Marshal(msg)
 			return http.StatusBadRequest, b
 		}
-		d.store.upsertIssue(conn, req, d.now().UTC())
+		write = func(now time.Time) { d.store.upsertIssue(conn, req, now) }
 	}
+	d.mu.Unlock()
+	switch status, body := d.createScope(r, conn, kind, rec); {
+	case status < 0:
+		return 0, nil
+	case status != 0:
+		return status, body
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	write(d.now().UTC())
 	return http.StatusOK, successMsg
 }
+
+// scopeTables name the row DevLake creates in the first write of a kind to a connection: the
+// board webhook:<id> for issues (measured on v1.0.3: boards_pkey), the CI/CD scope for deployments
+// (inferred: the same create-if-missing pattern).
+var scopeTables = map[Kind]string{KindIssue: "boards", KindDeployment: "cicd_scopes"}
+
+// createScope is the first write of a kind to a connection creating its scope row, in a
+// transaction that stays open for the first-write window (or until HoldFirstPosts is released).
+// A first write that arrives while another one is creating the row fails as DevLake v1.0.3 does
+// on PostgreSQL: 400 with duplicate key value … (SQLSTATE 23505), storing nothing. It returns 0
+// when the write may go ahead, and -1 when the client went away meanwhile.
+func (d *DevLake) createScope(r *http.Request, conn uint64, kind Kind, rec *Request) (int, []byte) {
+	table, ok := scopeTables[kind]
+	if !ok {
+		return 0, nil
+	}
+	k := writeKey{conn: conn, kind: kind}
+	d.mu.Lock()
+	if d.scopes[k] {
+		d.mu.Unlock()
+		return 0, nil
+	}
+	if d.creating[k] {
+		d.mu.Unlock()
+		rec.Fault = "duplicate_key"
+		return http.StatusBadRequest, errorBody(400, fmt.Sprintf(
+			`ERROR: duplicate key value violates unique constraint "%s_pkey" (SQLSTATE 23505)`, table))
+	}
+	d.creating[k] = true
+	hold, window := d.hold, d.firstWrite
+	d.mu.Unlock()
+	d.pending.Add(1)
+	var timer <-chan time.Time
+	if hold == nil {
+		timer = time.After(window)
+	}
+	status, body := 0, []byte(nil)
+	select {
+	case <-hold:
+	case <-timer:
+	case <-r.Context().Done():
+		status = -1 // the client went away: the transaction rolls back
+	case <-d.closing:
+		status, body = http.StatusServiceUnavailable, errorBody(503, "fake DevLake closed")
+	}
+	d.pending.Add(-1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.creating, k)
+	if status == 0 {
+		d.scopes[k] = true
+	}
+	return status, body
+}
+
+// SetFirstWriteWindow sets how long the first write of each kind to a connection keeps its scope
+// transaction open (20 ms by default); concurrent first writes in that window fail with 23505.
+func (d *DevLake) SetFirstWriteWindow(w time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.firstWrite = w
+}
+
+// HoldFirstPosts keeps the transaction of every first write to a fresh connection open until
+// release is called, so a test can send a concurrent first write deterministically. Pending
+// reports how many first writes are held.
+func (d *DevLake) HoldFirstPosts() (release func()) {
+	ch := make(chan struct{})
+	d.mu.Lock()
+	d.hold = ch
+	d.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			d.hold = nil
+			d.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Pending returns how many first writes are inside their scope transaction.
+func (d *DevLake) Pending() int { return int(d.pending.Load()) }
 
 // authorize checks the API key the way DevLake's /rest middleware does. It returns 0 when allowed.
 func (d *DevLake) authorize(header, path string) (int, string) {

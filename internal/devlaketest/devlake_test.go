@@ -346,3 +346,60 @@ func TestRejectAndDown(t *testing.T) {
 		t.Errorf("status counts = %v", got)
 	}
 }
+
+// TestConcurrentFirstWritesRaceOnTheScope: while the first write of a kind to a fresh connection is
+// creating its board or CI/CD scope, a second first write fails as DevLake v1.0.3 on PostgreSQL
+// does (400, duplicate key, SQLSTATE 23505) and stores nothing; once the scope exists, concurrent
+// writes succeed, and other connections and kinds are not affected.
+func TestConcurrentFirstWritesRaceOnTheScope(t *testing.T) {
+	f := newFixture(t)
+	issue := `{"issueKey":"ITN-1","title":"t","status":"TODO","originalStatus":"new","type":"INCIDENT","createdDate":"2026-03-10T15:20:00Z"}`
+	tests := []struct {
+		name, path, body, constraint string
+		kind                         Kind
+	}{
+		{"deployments", deploymentsPath(f.c1), deployment, "cicd_scopes_pkey", KindDeployment},
+		{"issues", issuesPath(f.c1), issue, "boards_pkey", KindIssue},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := f.d.HoldFirstPosts()
+			first := make(chan int, 1)
+			go func() {
+				code, _ := f.post(tt.path, bearer(f.c1), tt.body)
+				first <- code
+			}()
+			wait.For(t, 5*time.Second, func() error {
+				if n := f.d.Pending(); n != 1 {
+					return fmt.Errorf("%d first writes held, want 1", n)
+				}
+				return nil
+			})
+			code, body := f.post(tt.path, bearer(f.c1), tt.body)
+			want := `duplicate key value violates unique constraint \"` + tt.constraint + `\" (SQLSTATE 23505)`
+			if code != 400 || !strings.Contains(body, want) {
+				t.Errorf("concurrent first write = %d %s, want 400 with %s", code, body, want)
+			}
+			release()
+			if code := <-first; code != 200 {
+				t.Errorf("first write = %d, want 200", code)
+			}
+			if n := f.d.Writes(f.c1.ID, tt.kind, map[Kind]string{KindDeployment: "d-1", KindIssue: "ITN-1"}[tt.kind]); n != 1 {
+				t.Errorf("writes = %d, want 1 (the failed write stores nothing)", n)
+			}
+			// The scope exists now: concurrent writes all succeed.
+			codes := make(chan int, 4)
+			for range 4 {
+				go func() {
+					c, _ := f.post(tt.path, bearer(f.c1), tt.body)
+					codes <- c
+				}()
+			}
+			for range 4 {
+				if c := <-codes; c != 200 {
+					t.Errorf("write after the scope exists = %d", c)
+				}
+			}
+		})
+	}
+}
