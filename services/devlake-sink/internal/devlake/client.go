@@ -33,7 +33,9 @@ const (
 	// are upserts, so repeating one is safe.
 	ClassRetryable Class = iota
 	// ClassPermanent: 400, 404 and other 4xx. The same request would fail again; DevLake's answer
-	// says why.
+	// says why. A 400 carrying a PostgreSQL unique violation (SQLSTATE 23505) is the exception: it
+	// is a transaction that lost a race inside DevLake (concurrent first posts to a fresh
+	// connection create its board or scope twice), so it is retryable.
 	ClassPermanent
 	// ClassConfig: 401 and 403, a missing, wrong, expired or out-of-scope key. Retrying helps only
 	// after an operator fixes the key, so it is retried slowly and reported loudly.
@@ -152,13 +154,23 @@ func classify(status int, retryAfter string, raw []byte) error {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		e.Class = ClassConfig
 	case status == http.StatusRequestTimeout, status == http.StatusTooEarly, status == http.StatusPreconditionRequired,
-		status == http.StatusTooManyRequests, status >= 500:
+		status == http.StatusTooManyRequests, status >= 500, status == http.StatusBadRequest && uniqueViolation(msg):
 		e.Class = ClassRetryable
 		e.RetryAfter = parseRetryAfter(retryAfter, time.Now())
 	default:
 		e.Class = ClassPermanent
 	}
 	return e
+}
+
+// uniqueViolation reports whether DevLake's message is a PostgreSQL unique violation: SQLSTATE 23505,
+// or its text "duplicate key value violates unique constraint" (MySQL's equivalent, error 1062
+// "Duplicate entry", is matched too). DevLake answers it with 400 when two transactions insert the
+// same row at once; the one that lost succeeds when repeated.
+func uniqueViolation(msg string) bool {
+	return strings.Contains(msg, "SQLSTATE 23505") ||
+		strings.Contains(msg, "duplicate key value violates unique constraint") ||
+		strings.Contains(msg, "Error 1062") && strings.Contains(msg, "Duplicate entry")
 }
 
 // message extracts DevLake's explanation: the message field of a JSON answer, a bare JSON string

@@ -37,6 +37,10 @@ func TestPostClassifiesAnswers(t *testing.T) {
 		{"429 with Retry-After", 429, `slow down`, "7", true, ClassRetryable, "slow down", 7 * time.Second},
 		{"500 malformed JSON", 500, `{"message":"invalid character 'x'"}`, "", true, ClassRetryable, "invalid character", 0},
 		{"503", 503, ``, "", true, ClassRetryable, "", 0},
+		{"400 unique violation creating the board (concurrent first posts)", 400,
+			`{"success":false,"message":"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"}`, "", true, ClassRetryable, "23505", 0},
+		{"400 issues: 23505 in a bare string", 400, `"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"`, "", true, ClassRetryable, "boards_pkey", 0},
+		{"400 that only mentions a duplicate", 400, `{"success":false,"message":"input json error: duplicate issueKey"}`, "", true, ClassPermanent, "duplicate", 0},
 		{"405 other 4xx", 405, ``, "", true, ClassPermanent, "", 0},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/doraflow/doraflow/internal/config"
@@ -100,6 +101,53 @@ type Sink struct {
 
 	mu       sync.Mutex
 	breakers map[uint64]*breaker
+	firsts   map[firstKey]*firstPost
+}
+
+// firstKey is a connection and what is posted to it: DevLake creates the connection's board (for
+// issues) or CI/CD scope (for deployments) in the first write of each.
+type firstKey struct {
+	conn uint64
+	kind devlake.Kind
+}
+
+// firstPost serialises the posts of one kind to one connection until one of them succeeded:
+// concurrent first writes race inside DevLake on creating the board or scope (400, SQLSTATE
+// 23505). After that, posts go out concurrently.
+type firstPost struct {
+	turn chan struct{} // holds a token while a post is out
+	done atomic.Bool
+}
+
+// firstTurn waits until a post of kind to conn may go out. release must be called with whether the
+// post succeeded; it is a no-op once one has.
+func (s *Sink) firstTurn(ctx context.Context, conn uint64, kind devlake.Kind) (release func(ok bool), err error) {
+	s.mu.Lock()
+	f, ok := s.firsts[firstKey{conn, kind}]
+	if !ok {
+		f = &firstPost{turn: make(chan struct{}, 1)}
+		s.firsts[firstKey{conn, kind}] = f
+	}
+	s.mu.Unlock()
+	noop := func(bool) {}
+	if f.done.Load() {
+		return noop, nil
+	}
+	select {
+	case f.turn <- struct{}{}:
+	case <-ctx.Done():
+		return noop, ctx.Err()
+	}
+	if f.done.Load() {
+		<-f.turn
+		return noop, nil
+	}
+	return func(ok bool) {
+		if ok {
+			f.done.Store(true)
+		}
+		<-f.turn
+	}, nil
 }
 
 // New returns a sink.
@@ -116,7 +164,7 @@ func New(p Poster, s Store, o Observer, opts Options) *Sink {
 	if opts.Breaker.Failures < 1 {
 		opts.Breaker.Failures = 1
 	}
-	return &Sink{poster: p, store: s, obs: o, opts: opts, breakers: map[uint64]*breaker{}}
+	return &Sink{poster: p, store: s, obs: o, opts: opts, breakers: map[uint64]*breaker{}, firsts: map[firstKey]*firstPost{}}
 }
 
 // permanentError marks an error that retrying cannot fix.
@@ -435,6 +483,7 @@ func (s *Sink) breaker(conn uint64) *breaker {
 
 // post sends body to a connection through its circuit breaker, retrying retryable failures with
 // exponential backoff and jitter while the circuit stays closed and the delivery has time left.
+// Until a post of its kind to the connection succeeded, posts go out one at a time (firstTurn).
 func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body []byte) error {
 	b := s.breaker(c.ID)
 	for attempt := 1; ; attempt++ {
@@ -448,7 +497,13 @@ func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body [
 			b.record(s.opts.Now(), probe, nil, true)
 			return fmt.Errorf("no time left in this delivery for another post: %w", context.DeadlineExceeded)
 		}
+		release, err := s.firstTurn(ctx, c.ID, kind)
+		if err != nil {
+			b.record(s.opts.Now(), probe, nil, true)
+			return err
+		}
 		err = s.poster.Post(ctx, kind, c.ID, c.Key, body)
+		release(err == nil)
 		s.report(c.ID, b.record(s.opts.Now(), probe, err, err != nil && ctx.Err() != nil))
 		if err == nil {
 			s.obs.Posted(c.ID, kind, "ok", nil)
