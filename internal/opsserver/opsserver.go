@@ -1,6 +1,8 @@
 // Package opsserver serves every doraflow service's operational endpoints on one port: /healthz,
 // /readyz, /metrics (a private registry, OpenMetrics for exemplars), GET / (service, version,
-// endpoints), GET /api/v1/health (status, uptime, version) and /debug/pprof.
+// endpoints) and GET /api/v1/health (status, uptime, version). Go profiles (/debug/pprof/) are off
+// unless PprofAddr is set, and then served on a listener of their own (loopback by default), since a
+// heap dump holds the service's tokens.
 package opsserver
 
 import (
@@ -70,13 +72,30 @@ type Options struct {
 	Started time.Time
 	// Listening, when set, receives the bound address once the listener is open (tests use ":0").
 	Listening func(addr string)
+	// PprofAddr, when set, serves /debug/pprof/ on its own listener at this address (PPROF_ADDR,
+	// 127.0.0.1:6060 for example); empty serves no profiles at all.
+	PprofAddr string
+	// PprofListening, when set, receives the pprof listener's bound address.
+	PprofListening func(addr string)
 }
+
+// Limits of the ops server: a slow or hostile client cannot hold a connection or memory for long.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 16 << 10
+	// pprofWriteTimeout leaves room for /debug/pprof/profile?seconds=60.
+	pprofWriteTimeout = 90 * time.Second
+)
 
 // Server is the ops HTTP server.
 type Server struct {
 	o        Options
 	stopping atomic.Bool
 	srv      *http.Server
+	pprof    *http.Server // nil unless Options.PprofAddr is set
 }
 
 // New returns a server; Serve starts it.
@@ -96,11 +115,19 @@ func New(o Options) *Server {
 		Registry:          o.Registry,
 	}))
 	mux.HandleFunc("GET /api/v1/health", s.health)
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", s.index)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	if o.PprofAddr != "" {
+		pm := http.NewServeMux()
+		pm.HandleFunc("GET /debug/pprof/", pprof.Index)
+		pm.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		pm.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		pm.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		pm.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		s.pprof = &http.Server{Handler: pm, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+			WriteTimeout: pprofWriteTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	}
 	return s
 }
 
@@ -114,24 +141,47 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on OPS_ADDR %s: %w", s.o.Addr, err)
 	}
+	var pln net.Listener
+	if s.pprof != nil {
+		if pln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", s.o.PprofAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on PPROF_ADDR %s: %w", s.o.PprofAddr, err)
+		}
+		if s.o.PprofListening != nil {
+			s.o.PprofListening(pln.Addr().String())
+		}
+	}
 	if s.o.Listening != nil {
 		s.o.Listening(ln.Addr().String())
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.srv.Serve(ln) }()
+	servers := []*http.Server{s.srv}
+	if s.pprof != nil {
+		go func() { errc <- s.pprof.Serve(pln) }()
+		servers = append(servers, s.pprof)
+	}
+	var failed error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("ops server: %w", err)
+		failed = fmt.Errorf("ops server: %w", err)
 	case <-ctx.Done():
 	}
 	s.Stopping()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down ops server: %w", err)
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil && failed == nil {
+			failed = fmt.Errorf("shut down ops server: %w", err)
+		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("ops server: %w", err)
+	if failed != nil {
+		return failed
+	}
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("ops server: %w", err)
+		}
 	}
 	return nil
 }
@@ -178,7 +228,6 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 			"/readyz":        "readiness: NATS, consumers and sources are ready",
 			"/metrics":       "Prometheus metrics (OpenMetrics with exemplars when asked for)",
 			"/api/v1/health": "status, uptime and version",
-			"/debug/pprof/":  "Go profiles",
 		},
 	})
 }

@@ -120,3 +120,69 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 func (r *recorder) WriteHeader(code int)        { r.code = code }
+
+// Go profiles hold the process's memory, tokens included: none on the ops port, ever; on a listener
+// of their own only when PprofAddr asks for one.
+func TestPprofIsOffByDefaultAndOnItsOwnListenerWhenEnabled(t *testing.T) {
+	base, cancel, done := start(t, nil)
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(t, base+p); code != http.StatusNotFound {
+			t.Errorf("ops port %s = %d, want 404", p, code)
+		}
+	}
+	if _, body := get(t, base+"/"); strings.Contains(body, "pprof") {
+		t.Errorf("GET / lists pprof although it is off:\n%s", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	addr, paddr := make(chan string, 1), make(chan string, 1)
+	s := New(Options{Addr: "127.0.0.1:0", Registry: prometheus.NewRegistry(), PprofAddr: "127.0.0.1:0",
+		Listening: func(a string) { addr <- a }, PprofListening: func(a string) { paddr <- a }})
+	ctx, stop := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx) }()
+	opsBase, pprofBase := "http://"+<-addr, "http://"+<-paddr
+	if code, body := get(t, pprofBase+"/debug/pprof/"); code != 200 || !strings.Contains(body, "heap") {
+		t.Errorf("pprof listener /debug/pprof/ = %d", code)
+	}
+	if code, _ := get(t, opsBase+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("ops port serves pprof while it has its own listener: %d", code)
+	}
+	if code, _ := get(t, pprofBase+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("pprof listener serves /metrics: %d", code)
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatalf("Serve after cancel = %v", err)
+	}
+}
+
+func TestServerLimits(t *testing.T) {
+	s := New(Options{Registry: prometheus.NewRegistry(), PprofAddr: "127.0.0.1:0"})
+	for _, srv := range []*http.Server{s.srv, s.pprof} {
+		if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes > 64<<10 {
+			t.Errorf("server limits: read header %v, read %v, write %v, idle %v, max header %d bytes",
+				srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes)
+		}
+	}
+}
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	base, cancel, done := start(t, nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 1<<20))
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("1 MiB header = %d, want 431", resp.StatusCode)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

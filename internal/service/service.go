@@ -83,6 +83,7 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 	env := config.NewEnv(getenv)
 	logLevel := env.String("LOG_LEVEL", "info", "log level: trace, debug, info, warn or error")
 	opsAddr := env.String("OPS_ADDR", ":8081", "listen address of /healthz, /readyz, /metrics and /")
+	pprofAddr := env.String("PPROF_ADDR", "", "listen address of /debug/pprof/ (Go profiles, which hold secrets): empty serves none; use a loopback address such as 127.0.0.1:6060 and kubectl port-forward")
 	natsSettings := messaging.SettingsFromEnv(env, spec.Name)
 	topology := messaging.TopologyFromEnv(env)
 	if spec.Env != nil {
@@ -149,7 +150,7 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 		return nil
 	})
 	ops := opsserver.New(opsserver.Options{Addr: opsAddr, Service: spec.Name, Version: spec.Version,
-		Registry: reg, Checks: checks, Started: started})
+		Registry: reg, Checks: checks, Started: started, PprofAddr: pprofAddr})
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The ops server comes up first, so /healthz answers (and /readyz says why not ready) while the

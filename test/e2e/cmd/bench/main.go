@@ -253,7 +253,7 @@ metrics:
 		return pipelineResult{}, err
 	}
 	var procs []*exec.Cmd
-	ops := map[string]string{}
+	ops, profilers := map[string]string{}, map[string]string{}
 	defer func() {
 		for _, p := range procs {
 			_ = p.Process.Signal(syscall.SIGTERM)
@@ -271,6 +271,12 @@ metrics:
 		cmd := exec.CommandContext(context.WithoutCancel(ctx), filepath.Join(bin, s), "--config", config)
 		cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "OPS_ADDR="+addr, "LOG_LEVEL=warn",
 			"DEVLAKE_TOKEN="+conn.APIKey, "GITHUB_TOKEN=bench")
+		if opts.pprofDir != "" {
+			// Go profiles are off unless asked for, on a loopback listener of their own.
+			paddr := "127.0.0.1:" + strconv.Itoa(18281+i)
+			cmd.Env = append(cmd.Env, "PPROF_ADDR="+paddr)
+			profilers[s] = "http://" + paddr
+		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			return pipelineResult{}, fmt.Errorf("start %s (make build first): %w", s, err)
@@ -288,7 +294,7 @@ metrics:
 	published := map[string]time.Time{}
 	cpuBefore, msgsBefore := cpuTimes(procs), inMsgs()
 	first := time.Now()
-	profiles := startProfiles(ctx, opts.pprofDir, ops)
+	profiles := startProfiles(ctx, opts.pprofDir, profilers)
 	for _, ev := range evs[:n] {
 		published[ev.ID] = time.Now()
 		if err := pub.Publish(ctx, ev); err != nil {
@@ -410,7 +416,7 @@ func procCPU(pid string) time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
-// startProfiles fetches a CPU profile of each service from its ops port while the burst runs, into
+// startProfiles fetches a CPU profile of each service from its pprof listener while the burst runs, into
 // dir/<service>.cpu.pprof; the returned function waits for them. An empty dir profiles nothing.
 func startProfiles(ctx context.Context, dir string, ops map[string]string) func() error {
 	if dir == "" {
