@@ -102,6 +102,41 @@ type Sink struct {
 	mu       sync.Mutex
 	breakers map[uint64]*breaker
 	firsts   map[firstKey]*firstPost
+	// incidents serialises the states of one incident on one connection within this replica.
+	incidents map[string]*keyLock
+}
+
+// keyLock is a lock for one ledger key that waiters can abandon when their context ends; users
+// counts holders and waiters, so the entry is removed when nobody needs it.
+type keyLock struct {
+	turn  chan struct{}
+	users int
+}
+
+// lockKey waits for the ledger key's lock; unlock must be called once it returns nil.
+func (s *Sink) lockKey(ctx context.Context, key string) (unlock func(), err error) {
+	s.mu.Lock()
+	l, ok := s.incidents[key]
+	if !ok {
+		l = &keyLock{turn: make(chan struct{}, 1)}
+		s.incidents[key] = l
+	}
+	l.users++
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(s.incidents, key)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case l.turn <- struct{}{}:
+		return func() { <-l.turn; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
 }
 
 // firstKey is a connection and what is posted to it: DevLake creates the connection's board (for
@@ -164,7 +199,8 @@ func New(p Poster, s Store, o Observer, opts Options) *Sink {
 	if opts.Breaker.Failures < 1 {
 		opts.Breaker.Failures = 1
 	}
-	return &Sink{poster: p, store: s, obs: o, opts: opts, breakers: map[uint64]*breaker{}, firsts: map[firstKey]*firstPost{}}
+	return &Sink{poster: p, store: s, obs: o, opts: opts, breakers: map[uint64]*breaker{}, firsts: map[firstKey]*firstPost{},
+		incidents: map[string]*keyLock{}}
 }
 
 // permanentError marks an error that retrying cannot fix.
@@ -355,7 +391,8 @@ const maxRaces = 16
 // Incident posts an incident state to every connection it is routed to, unless the connection
 // already has this state or a newer one. States only move forward, also across replicas: the
 // last posted state per (incident, connection) is written with compare-and-set, and a replica
-// that posted an older state than the one that won restores the winner.
+// that posted an older state than the one that won restores the winner. Within a replica, the
+// states of one incident on one connection are handled one at a time, so no state is posted twice.
 func (s *Sink) Incident(ctx context.Context, ev events.IncidentEnriched) (Result, error) {
 	conns, errs := s.targets(ev.Routing.Targets)
 	if len(conns) == 0 && len(errs) == 0 {
@@ -375,6 +412,17 @@ func (s *Sink) Incident(ctx context.Context, ev events.IncidentEnriched) (Result
 
 func (s *Sink) incidentOn(ctx context.Context, c Connection, ev events.IncidentEnriched, mine incidentState) targetOutcome {
 	key := LedgerKey("incident", c.ID, ev.IncidentID)
+	// Every post precedes the compare-and-set that records it, so deliveries of states of one
+	// incident that overlap (concurrent handlers) would all read the same revision and post, and
+	// every one that lost the compare-and-set would post again: its own state when it is newer, the
+	// winner's as a restore otherwise (measured: 13 posts for 7 states). Within this replica the
+	// states of an incident therefore go one at a time; compare-and-set and restores remain for
+	// races between replicas.
+	unlock, err := s.lockKey(ctx, key)
+	if err != nil {
+		return targetOutcome{err: err}
+	}
+	defer unlock()
 	posted := false
 	for round := range maxRaces {
 		if round > 0 {
