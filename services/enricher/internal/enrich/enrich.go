@@ -65,6 +65,28 @@ type Config struct {
 	// HistoryPerComponent bounds the production deployments remembered per component for incident
 	// linking (default 100).
 	HistoryPerComponent int
+	// Rollout says how the deployments of one change to several clusters are grouped and counted.
+	Rollout RolloutConfig
+	// IncidentLinkLookback bounds how old the deployment an incident is linked to may be (default
+	// 30 days); an incident after a longer quiet spell is linked to nothing, QualityLinkTooOld.
+	IncidentLinkLookback time.Duration
+}
+
+// RolloutConfig is the counting policy of logical deployments (argocd.md §3.9).
+type RolloutConfig struct {
+	// Policy is first (default), each or all.
+	Policy events.RolloutPolicy
+	// Expected are, per environment, the clusters policy all waits for. An environment without
+	// expected clusters is counted as under first.
+	Expected map[events.Environment][]string
+	// Components override Policy and Expected per component.
+	Components map[string]RolloutOverride
+}
+
+// RolloutOverride is one component's rollout policy; empty fields inherit RolloutConfig's.
+type RolloutOverride struct {
+	Policy   events.RolloutPolicy
+	Expected map[events.Environment][]string
 }
 
 // Team is a team and the components it owns.
@@ -98,6 +120,9 @@ func New(cfg Config, gh GitHub, state Store, now func() time.Time) *Enricher {
 	if len(cfg.RepoHosts) == 0 {
 		cfg.RepoHosts = []string{"github.com"}
 	}
+	if cfg.IncidentLinkLookback <= 0 {
+		cfg.IncidentLinkLookback = 30 * 24 * time.Hour
+	}
 	if now == nil {
 		now = time.Now
 	}
@@ -109,8 +134,12 @@ func New(cfg Config, gh GitHub, state Store, now func() time.Time) *Enricher {
 // the same event (each baseline keeps the state before the deployment that wrote it, and history
 // entries are recorded once).
 type Plan struct {
-	Event     events.DeploymentEnriched
+	Event events.DeploymentEnriched
+	// Inferred are the change failures the deployment reveals: the logical deployments it reverts.
+	// They are published after Event, each with its ID as Nats-Msg-Id.
+	Inferred  []events.ChangeFailureInferred
 	baselines map[string]baseline
+	rollouts  *rolloutState
 	history   *historyEntry
 	component string
 }
@@ -125,8 +154,10 @@ type baseline struct {
 	Head string `json:"head"`
 	// Current is the commit running now; it differs from Head after a rollback.
 	Current string `json:"current"`
-	// DeploymentID wrote this state; FinishedAt is that deployment's finish.
+	// DeploymentID wrote this state; FinishedAt is that deployment's finish. LogicalID is its
+	// logical deployment (Rollout.LogicalID), the one a revert of this state fails.
 	DeploymentID string    `json:"deployment_id"`
+	LogicalID    string    `json:"logical_id,omitempty"`
 	FinishedAt   time.Time `json:"finished_at"`
 	// Previous is the state before DeploymentID, so a redelivery of that deployment recomputes the
 	// same answer instead of comparing the head with itself.
@@ -135,47 +166,132 @@ type baseline struct {
 
 var hexSHA = regexp.MustCompile(`^[0-9a-f]{7,40}$`)
 
-// Deployment enriches one observed deployment. The commit set of a successful deployment, per
-// repository it was built from, is every commit between the component's last deployed commit in
-// that environment (the baseline) and the new one:
+// Deployment enriches one observed deployment. A successful deployment of a known environment is
+// first placed in its logical deployment (see place): one change, by fingerprint, rolled out to
+// one or more clusters. The child that stands for the change under the policy computes its commit
+// set; the others ask GitHub nothing and carry no commits. The commit set, per repository the
+// deployment was built from, is every commit between the component's last deployed commit in that
+// environment (the baseline) and the new one:
 //
 //   - ahead: the commits GitHub lists for baseline...head, each with its pull request;
-//   - identical: no commits (a configuration-only change, or a second cluster of the same revision);
-//   - behind: a rollback; no commits, QualityBehind; the baseline keeps its high-water mark, so the
-//     roll-forward counts only commits never deployed before;
+//   - identical: no commits (a configuration-only change, or a roll-forward);
+//   - behind: a GitOps revert; no commits, QualityBehind; the baseline keeps its high-water mark, so
+//     the roll-forward counts only commits never deployed before;
 //   - diverged (history rewritten, or the baseline commit is gone): no commits,
 //     QualityDivergedHistory; the baseline restarts at the new head;
-//   - no baseline: the head commit only, QualityFirstDeployment.
+//   - no baseline: no commits (the repository's history is not this deployment's lead time),
+//     QualityFirstDeployment; the head becomes the baseline.
 //
-// Failed deployments and redeploys carry no commits and leave baselines alone. Deployments of one
-// component and environment must be enriched in order: the handler consumes them one at a time.
+// A deployment that is behind, or whose commits revert commits an earlier logical deployment
+// brought, is a rollback of that logical deployment (QualityRevert), and the plan carries a
+// ChangeFailureInferred for it. Failed deployments and redeploys carry no commits and leave
+// baselines alone. Deployments of one component and environment must be enriched in order: the
+// handler consumes them one at a time.
 func (e *Enricher) Deployment(ctx context.Context, in events.DeploymentObserved) (Plan, error) {
 	out := events.DeploymentEnriched{DeploymentObserved: in, Commits: []events.Commit{}}
+	out.Flags = slices.Clone(in.Flags)
 	var flags flagSet
+	for _, f := range in.Flags {
+		flags.add(f)
+	}
 	var hasTeam bool
 	out.Routing, hasTeam = e.route([]string{in.Component}, nonEmpty(in.Team))
 	if !hasTeam {
 		flags.add(events.QualityNoTeam)
 	}
 	p := Plan{baselines: map[string]baseline{}, component: in.Component}
-	if in.Result == events.ResultSuccess && in.Environment == events.EnvironmentProduction && in.Kind != events.KindRedeploy {
-		p.history = &historyEntry{ID: in.ID, FinishedAt: in.FinishedAt, Cluster: in.Cluster, Kind: in.Kind}
+	done := func() (Plan, error) {
+		out.Quality = flags.list()
+		out.EnrichedAt = e.now().UTC()
+		p.Event = out
+		return p, nil
 	}
 	if in.Environment == events.EnvironmentUnknown {
 		// No commit range: one baseline shared by unrelated unknown environments would be wrong, and
 		// these deployments are excluded from DORA numbers anyway.
 		flags.add(events.QualityUnknownEnvironment)
 	}
-	if in.Result != events.ResultSuccess || in.Kind == events.KindRedeploy || in.Environment == events.EnvironmentUnknown {
-		out.Quality = flags.list()
-		out.EnrichedAt = e.now().UTC()
-		p.Event = out
-		return p, nil
+	if in.Result != events.ResultSuccess || in.Environment == events.EnvironmentUnknown {
+		return done()
 	}
+	fp := fingerprint(in, e.cfg.RepoHosts)
+	if in.Kind == events.KindRedeploy {
+		// Not a change: its own logical deployment, never counted, joined by nothing.
+		policy, _ := e.policy(in.Component, in.Environment)
+		id := events.LogicalDeploymentID(in.Component, in.Environment, in.ID)
+		if policy == events.RolloutEach {
+			id = in.ID
+		}
+		out.Rollout = &events.Rollout{LogicalID: id, Policy: policy, Fingerprint: fp, Clusters: []string{in.Cluster},
+			Complete: true, StartedAt: in.StartedAt, FirstFinishedAt: in.FinishedAt}
+		return done()
+	}
+	refs := e.appCommits(in, &flags)
+	pl, err := e.place(ctx, in, fp)
+	if err != nil {
+		return Plan{}, err
+	}
+	out.Rollout = pl.rollout
+	var ledger []string
+	var reverted []revertedDeployment
+	if pl.ranged {
+		for _, ref := range refs {
+			r, err := e.repoRange(ctx, in, ref.repo, ref.sha, pl.rollout.LogicalID)
+			if err != nil {
+				return Plan{}, err
+			}
+			out.Commits = append(out.Commits, r.commits...)
+			if r.rng != nil {
+				out.Ranges = append(out.Ranges, *r.rng)
+				if r.rng.Status == events.CompareFirst {
+					ledger = append(ledger, r.rng.HeadSHA)
+				}
+			}
+			for _, f := range r.flags {
+				flags.add(f)
+			}
+			if r.next != nil {
+				p.baselines[r.key] = *r.next
+			}
+			if in.Kind == events.KindDeploy {
+				reverted = append(reverted, e.revertsOf(r, pl.state, pl.rollout.LogicalID)...)
+			}
+		}
+		for _, c := range out.Commits {
+			ledger = append(ledger, c.SHA)
+		}
+	}
+	pl.finish(ledger)
+	if pl.store {
+		p.rollouts = &pl.state
+	}
+	if reverted = uniqueReverted(reverted); len(reverted) > 0 {
+		markRevert(&out, reverted)
+		flags.add(events.QualityRevert)
+		p.Inferred = inferred(out, reverted)
+	}
+	if in.Environment == events.EnvironmentProduction && (pl.isNew || out.Rollout.Counted) {
+		l := pl.state.Rollouts[pl.idx]
+		p.history = &historyEntry{ID: out.Rollout.LogicalID, FinishedAt: out.Rollout.FirstFinishedAt, Cluster: l.Children[0].Cluster, Kind: out.Kind}
+	}
+	return done()
+}
+
+// repoCommit is the one application commit of a repository a deployment runs.
+type repoCommit struct {
+	repo github.Repo
+	sha  string
+}
+
+// appCommits returns the deployment's application commits that can be looked up, one per
+// repository, flagging the others. A repository at several commits (old and new pods of a rolling
+// update) gives none: which one the new revision deploys cannot be told (QualityAmbiguousImage).
+func (e *Enricher) appCommits(in events.DeploymentObserved, flags *flagSet) []repoCommit {
 	if len(in.AppCommits) == 0 {
 		flags.add(events.QualityNoAppSHA)
 	}
-	seen := map[string]bool{}
+	var out []repoCommit
+	ambiguous := map[string]bool{}
 	for _, ref := range in.AppCommits {
 		sha := strings.ToLower(strings.TrimSpace(ref.SHA))
 		if !hexSHA.MatchString(sha) {
@@ -187,30 +303,21 @@ func (e *Enricher) Deployment(ctx context.Context, in events.DeploymentObserved)
 			flags.add(events.QualityUnknownRepo)
 			continue
 		}
-		// One range per repository: images built from one repository at one commit are one change.
-		if seen[repo.URL()] {
-			continue
-		}
-		seen[repo.URL()] = true
-		r, err := e.repoRange(ctx, in, repo, sha)
-		if err != nil {
-			return Plan{}, err
-		}
-		out.Commits = append(out.Commits, r.commits...)
-		if r.rng != nil {
-			out.Ranges = append(out.Ranges, *r.rng)
-		}
-		for _, f := range r.flags {
-			flags.add(f)
-		}
-		if r.next != nil {
-			p.baselines[r.key] = *r.next
+		i := slices.IndexFunc(out, func(c repoCommit) bool { return c.repo.URL() == repo.URL() })
+		switch {
+		case i < 0:
+			out = append(out, repoCommit{repo: repo, sha: sha})
+		case strings.HasPrefix(sha, out[i].sha):
+			out[i].sha = sha // the same commit, abbreviated before: keep the full SHA
+		case !strings.HasPrefix(out[i].sha, sha):
+			ambiguous[repo.URL()] = true
 		}
 	}
-	out.Quality = flags.list()
-	out.EnrichedAt = e.now().UTC()
-	p.Event = out
-	return p, nil
+	if len(ambiguous) > 0 {
+		flags.add(events.QualityAmbiguousImage)
+		out = slices.DeleteFunc(out, func(c repoCommit) bool { return ambiguous[c.repo.URL()] })
+	}
+	return out
 }
 
 type repoResult struct {
@@ -219,9 +326,11 @@ type repoResult struct {
 	rng     *events.CommitRange
 	flags   []events.QualityFlag
 	next    *baseline // nil: unchanged
+	prev    *baseline // the baseline compared with
+	reverts []string  // commits the range's commits say they revert
 }
 
-func (e *Enricher) repoRange(ctx context.Context, in events.DeploymentObserved, repo github.Repo, sha string) (repoResult, error) {
+func (e *Enricher) repoRange(ctx context.Context, in events.DeploymentObserved, repo github.Repo, sha, logicalID string) (repoResult, error) {
 	res := repoResult{key: baselineKey(in.Component, in.Environment, repo)}
 	prev, err := e.loadBaseline(ctx, res.key)
 	if err != nil {
@@ -230,9 +339,10 @@ func (e *Enricher) repoRange(ctx context.Context, in events.DeploymentObserved, 
 	if prev != nil && prev.DeploymentID == in.ID {
 		prev = prev.Previous // redelivered after its state was written: answer as the first time
 	}
+	res.prev = prev
 	next := func(head, current string) *baseline {
 		b := &baseline{Component: in.Component, Environment: string(in.Environment), Repo: repo.URL(),
-			Head: head, Current: current, DeploymentID: in.ID, FinishedAt: in.FinishedAt}
+			Head: head, Current: current, DeploymentID: in.ID, LogicalID: logicalID, FinishedAt: in.FinishedAt}
 		if prev != nil {
 			p := *prev
 			p.Previous = nil
@@ -249,20 +359,21 @@ func (e *Enricher) repoRange(ctx context.Context, in events.DeploymentObserved, 
 	}
 
 	full := sha
-	var headCommit *github.Commit
 	if len(sha) != 40 || prev == nil {
+		// An abbreviated SHA is resolved; a first deployment's commit is checked to exist.
 		c, err := e.gh.Commit(ctx, repo, sha)
 		if err != nil {
 			return flagged(err)
 		}
-		full, headCommit = c.SHA, &c
+		full = c.SHA
 	}
 
 	var commits []github.Commit
 	switch {
 	case prev == nil:
-		commits = []github.Commit{*headCommit}
-		res.rng = &events.CommitRange{RepoURL: repo.URL(), HeadSHA: full, Status: events.CompareFirst, Commits: 1}
+		// No earlier deployment: the head is the baseline, and no commit gets a lead time from
+		// this deployment (the repository's whole history did not ship now).
+		res.rng = &events.CommitRange{RepoURL: repo.URL(), HeadSHA: full, Status: events.CompareFirst}
 		res.flags = append(res.flags, events.QualityFirstDeployment)
 		res.next = next(full, full)
 	case prev.Head == full:
@@ -303,6 +414,7 @@ func (e *Enricher) repoRange(ctx context.Context, in events.DeploymentObserved, 
 	shas := make([]string, len(commits))
 	for i, c := range commits {
 		shas[i] = c.SHA
+		res.reverts = append(res.reverts, c.Reverts...)
 	}
 	prs, err := e.gh.PullRequests(ctx, repo, shas)
 	if f, ok := githubFlag(err); ok {
@@ -345,6 +457,12 @@ func (e *Enricher) Apply(ctx context.Context, p Plan) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if err := e.put(ctx, k, p.baselines[k]); err != nil {
+			return err
+		}
+	}
+	if p.rollouts != nil {
+		key := rolloutKey(p.rollouts.Component, events.Environment(p.rollouts.Environment))
+		if err := e.put(ctx, key, *p.rollouts); err != nil {
 			return err
 		}
 	}

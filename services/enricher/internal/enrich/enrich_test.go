@@ -59,6 +59,7 @@ var routingConfig = enrich.Config{
 
 type fixture struct {
 	t     *testing.T
+	cfg   enrich.Config
 	srv   *githubtest.Server
 	repo  *githubtest.Repo
 	enr   *enrich.Enricher
@@ -67,9 +68,12 @@ type fixture struct {
 	n     int
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, routingConfig) }
+
+// newFixtureWith is newFixture with another configuration.
+func newFixtureWith(t *testing.T, cfg enrich.Config) *fixture {
 	srv := githubtest.New(t)
-	f := &fixture{t: t, srv: srv, repo: srv.Repo("acme", "shop")}
+	f := &fixture{t: t, cfg: cfg, srv: srv, repo: srv.Repo("acme", "shop")}
 	f.cache = newMemStore(github.ErrCacheMiss)
 	f.state = newMemStore(enrich.ErrNotFound)
 	f.build()
@@ -82,7 +86,7 @@ func (f *fixture) build() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.enr = enrich.New(routingConfig, github.NewCached(client, f.cache, nil), f.state, func() time.Time { return enrichedAt })
+	f.enr = enrich.New(f.cfg, github.NewCached(client, f.cache, nil), f.state, func() time.Time { return enrichedAt })
 }
 
 func (f *fixture) dep(env events.Environment, cluster, sha string) events.DeploymentObserved {
@@ -98,6 +102,12 @@ func (f *fixture) dep(env events.Environment, cluster, sha string) events.Deploy
 // enrich runs one deployment through Deployment and Apply, as the handler does.
 func (f *fixture) enrich(in events.DeploymentObserved) events.DeploymentEnriched {
 	f.t.Helper()
+	return f.plan(in).Event
+}
+
+// plan is enrich returning the whole plan.
+func (f *fixture) plan(in events.DeploymentObserved) enrich.Plan {
+	f.t.Helper()
 	p, err := f.enr.Deployment(f.t.Context(), in)
 	if err != nil {
 		f.t.Fatalf("Deployment(%s): %v", in.ID, err)
@@ -105,10 +115,15 @@ func (f *fixture) enrich(in events.DeploymentObserved) events.DeploymentEnriched
 	if err := p.Event.Validate(); err != nil {
 		f.t.Fatalf("enriched event invalid: %v", err)
 	}
+	for _, c := range p.Inferred {
+		if err := c.Validate(); err != nil {
+			f.t.Fatalf("inferred change failure invalid: %v", err)
+		}
+	}
 	if err := f.enr.Apply(f.t.Context(), p); err != nil {
 		f.t.Fatalf("Apply(%s): %v", in.ID, err)
 	}
-	return p.Event
+	return p
 }
 
 func commitSHAs(cs []events.Commit) []string {
@@ -165,7 +180,7 @@ func TestCommitSetsAcrossAHistory(t *testing.T) {
 	f := newFixture(t)
 	r := f.repo
 	prod := events.EnvironmentProduction
-	first := r.Push(1)[0]
+	r.Push(1)
 
 	steps := []struct {
 		name    string
@@ -174,12 +189,12 @@ func TestCommitSetsAcrossAHistory(t *testing.T) {
 		sha     func() string // defaults to main's head
 		want    func(added []string) want
 	}{
-		{name: "first deployment: head only", change: func() []string { return nil }, cluster: "eu",
+		{name: "first deployment: no commits, the head is the baseline", change: func() []string { return nil }, cluster: "eu",
 			want: func([]string) want {
-				return want{commits: []string{first}, status: events.CompareFirst, quality: []events.QualityFlag{events.QualityFirstDeployment}, calls: 2}
+				return want{status: events.CompareFirst, quality: []events.QualityFlag{events.QualityFirstDeployment}, calls: 1}
 			}},
-		{name: "second cluster of the same revision: identical, no requests", change: func() []string { return nil }, cluster: "us",
-			want: func([]string) want { return want{status: events.CompareIdentical, calls: 0} }},
+		{name: "second cluster of the same revision: a child of the change, no range, no requests", change: func() []string { return nil }, cluster: "us",
+			want: func([]string) want { return want{calls: 0} }},
 		{name: "linear pushes", change: func() []string { return r.Push(3) }, cluster: "eu",
 			want: func(a []string) want { return want{commits: a, status: events.CompareAhead, calls: 2} }},
 		{name: "merge commit with its branch", change: func() []string { m, _ := r.Merge(3); return m }, cluster: "eu",
@@ -191,8 +206,8 @@ func TestCommitSetsAcrossAHistory(t *testing.T) {
 			return concat(s, b, m)
 		}, cluster: "eu",
 			want: func(a []string) want { return want{commits: a, status: events.CompareAhead, calls: 2} }},
-		{name: "the other cluster catches up: same range, all cached", change: func() []string { return nil }, cluster: "us",
-			want: func([]string) want { return want{status: events.CompareIdentical, calls: 0} }},
+		{name: "the other cluster catches up: a child of the change, no requests", change: func() []string { return nil }, cluster: "us",
+			want: func([]string) want { return want{calls: 0} }},
 	}
 	var heads []string
 	for _, s := range steps {
@@ -204,11 +219,11 @@ func TestCommitSetsAcrossAHistory(t *testing.T) {
 		f.check(s.name, got, s.want(added), before)
 	}
 
-	// Rollback to an older revision: behind, flagged, nothing new.
+	// Rollback to an older revision: behind, a revert, nothing new.
 	old := heads[2]
 	before := f.srv.TotalCalls()
 	got := f.enrich(f.dep(prod, "eu", old))
-	f.check("rollback", got, want{status: events.CompareBehind, quality: []events.QualityFlag{events.QualityBehind}, calls: 1}, before)
+	f.check("rollback", got, want{status: events.CompareBehind, quality: []events.QualityFlag{events.QualityBehind, events.QualityRevert}, calls: 1}, before)
 
 	// Roll forward to the newest revision: its commits were counted already.
 	before = f.srv.TotalCalls()
@@ -240,11 +255,11 @@ func TestCommitSetsAcrossAHistory(t *testing.T) {
 	// 4 compare pages + 7 GraphQL batches of 50.
 	f.check("312 commits", got, want{commits: big, status: events.CompareAhead, calls: 4 + 7}, before)
 
-	// Staging has its own baseline: its first deployment is a first deployment (one request for
-	// the head commit; its pull request is cached).
+	// Staging has its own baseline: its first deployment is a first deployment (one request checks
+	// the head commit exists; no commits, so no pull-request query).
 	before = f.srv.TotalCalls()
 	got = f.enrich(f.dep(events.EnvironmentStaging, "stage", r.Head()))
-	f.check("staging", got, want{commits: []string{r.Head()}, status: events.CompareFirst,
+	f.check("staging", got, want{status: events.CompareFirst,
 		quality: []events.QualityFlag{events.QualityFirstDeployment}, calls: 1}, before)
 }
 
@@ -358,7 +373,7 @@ func TestGitHubRefusalsAreFlaggedNotDropped(t *testing.T) {
 		want{quality: []events.QualityFlag{events.QualityRepoNotFound}, calls: 1}, before)
 	before = f.srv.TotalCalls()
 	f.check("then a real one is the first", f.enrich(f.dep(prod, "eu", head)),
-		want{commits: []string{head}, status: events.CompareFirst, quality: []events.QualityFlag{events.QualityFirstDeployment}, calls: 2}, before)
+		want{status: events.CompareFirst, quality: []events.QualityFlag{events.QualityFirstDeployment}, calls: 1}, before)
 }
 
 // When the previously deployed commit is gone from GitHub (force-pushed away, then collected), the
@@ -477,6 +492,7 @@ func TestIncidentLinksTheLastProductionDeploymentOfItsComponent(t *testing.T) {
 	deploy("dep-c-failed", "checkout", events.EnvironmentProduction, events.KindDeploy, events.ResultFailure, 4)
 	deploy("dep-c-redeploy", "checkout", events.EnvironmentProduction, events.KindRedeploy, events.ResultSuccess, 4)
 	deploy("dep-s2", "storefront", events.EnvironmentProduction, events.KindDeploy, events.ResultSuccess, 5)
+	deploy("dep-c-rollback", "checkout", events.EnvironmentProduction, events.KindRollback, events.ResultSuccess, 7)
 	deploy("dep-c3", "checkout", events.EnvironmentProduction, events.KindDeploy, events.ResultSuccess, 9)
 
 	incident := func(component string, products []string, h int) events.IncidentObserved {
@@ -485,6 +501,8 @@ func TestIncidentLinksTheLastProductionDeploymentOfItsComponent(t *testing.T) {
 			Fingerprint: "f"}
 	}
 	link := func(id, component string, h int) *events.DeploymentLink {
+		// Links name logical deployments.
+		id = events.LogicalDeploymentID(component, events.EnvironmentProduction, id)
 		return &events.DeploymentLink{DeploymentID: id, Component: component, Environment: events.EnvironmentProduction,
 			FinishedAt: at(h), Reason: events.LinkLastProductionDeployment}
 	}
@@ -504,6 +522,12 @@ func TestIncidentLinksTheLastProductionDeploymentOfItsComponent(t *testing.T) {
 			[]string{"checkout", "storefront"}, []string{"payments", "web"}, link("dep-c2", "checkout", 3), nil},
 		{"deployment finishing at creation is not before it", incident("checkout", nil, 3),
 			[]string{"checkout"}, []string{"payments", "web"}, link("dep-c1", "checkout", 1), nil},
+		{"a rollback is skipped back to the deployment it undid", incident("checkout", nil, 8),
+			[]string{"checkout"}, []string{"payments", "web"}, link("dep-c2", "checkout", 3), nil},
+		{"within the look-back limit", incident("checkout", nil, 9+30*24),
+			[]string{"checkout"}, []string{"payments", "web"}, link("dep-c3", "checkout", 9), nil},
+		{"beyond the look-back limit", incident("checkout", nil, 10+30*24),
+			[]string{"checkout"}, []string{"payments", "web"}, nil, []events.QualityFlag{events.QualityLinkTooOld}},
 		{"nothing deployed before", incident("checkout", nil, 1),
 			[]string{"checkout"}, []string{"payments", "web"}, nil, []events.QualityFlag{events.QualityNoLinkedDeployment}},
 		{"product with teams only", incident("", []string{"Platform"}, 6),

@@ -2,6 +2,7 @@ package dora
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 
@@ -37,7 +38,7 @@ var (
 		"Lead time per deployment: its oldest newly deployed commit to the deployment's finish.",
 		seriesLabels...)
 	descFailures = desc("dora_change_failures_total",
-		"Successful non-redeploy deployments that became change failures, by detection (the first-detected signal; ties go to the strongest).",
+		"Successful non-redeploy deployments that became change failures, by detection (the first-detected signal when the deployment became a failure; ties go to the strongest).",
 		with(seriesLabels, "detection")...)
 	descSignals = desc("dora_change_failure_signals_total",
 		"Change-failure evidence per deployment and signal type (incident, rollback, revert, degraded, sync_failed, manual): counts each type once per deployment.",
@@ -54,10 +55,10 @@ var (
 		"Finish time of the newest successful non-redeploy deployment, as a Unix time (for staleness alerts).",
 		seriesLabels...)
 	descIncidents = desc("dora_incidents_total",
-		"Incidents (one per incident, labelled from its latest state).", incLabels...)
-	descIncidentsOpen = desc("dora_incidents_open", "Incidents not resolved in their latest state.", incLabels...)
+		"Incidents (one per incident, labelled from its first observed state).", incLabels...)
+	descIncidentsOpen = desc("dora_incidents_open", "Incidents not resolved in their latest state, labelled from that state.", incLabels...)
 	descRestore       = desc("dora_incident_restore_seconds",
-		"Classic time to restore service (MTTR, DORA 2021): incident created to resolved, for every resolved incident. Not failed deployment recovery time.",
+		"Classic time to restore service (MTTR, DORA 2021): incident created to resolved, once per incident (its first resolved state), labelled from its first observed state. Not failed deployment recovery time.",
 		incLabels...)
 
 	descWDeployments = desc("dora_window_deployments",
@@ -102,6 +103,9 @@ var (
 	descIncLinks = desc("doraflow_metrics_exporter_incidents",
 		"Incidents by how they are attributed to a deployment: the enricher's reason, the exporter's fallback, or unlinked.",
 		"link")
+	descRolloutChildren = desc("doraflow_metrics_exporter_rollout_children_total",
+		"Child rollouts (one cluster's deployment of a logical deployment), by environment and whether the child is the one counted.",
+		"environment", "counted")
 	descHeld = desc("doraflow_metrics_exporter_state_objects",
 		"Objects held in memory, by kind.", "kind")
 )
@@ -110,7 +114,7 @@ var allDescs = []*prometheus.Desc{descDeployments, descDeploymentDays, descChang
 	descSignals, descRework, descFDRT, descUnrecovered, descLastDeploy, descIncidents, descIncidentsOpen, descRestore,
 	descWDeployments, descWPerDay, descWDays, descWLeadTime, descWCFR, descWRecovery, descWRework, descLevel,
 	descBenchmark, descNow, descNoCommits, descDepFlags, descIncFlags, descExcluded, descSignalState, descCommits,
-	descIncLinks, descHeld}
+	descIncLinks, descRolloutChildren, descHeld}
 
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
@@ -178,7 +182,7 @@ func (s *State) Collect(ch chan<- prometheus.Metric) {
 func (s *State) collectIncidents(ch chan<- prometheus.Metric) {
 	keys := make([]incKey, 0, len(s.incSeries))
 	for k, is := range s.incSeries {
-		if is.count > 0 {
+		if is.count > 0 || is.everOpen {
 			keys = append(keys, k)
 		}
 	}
@@ -189,9 +193,11 @@ func (s *State) collectIncidents(ch chan<- prometheus.Metric) {
 	for _, k := range keys {
 		is := s.incSeries[k]
 		lv := []string{k.component, k.team, k.severity, k.source}
-		ch <- prometheus.MustNewConstMetric(descIncidents, prometheus.CounterValue, float64(is.count), lv...)
 		ch <- prometheus.MustNewConstMetric(descIncidentsOpen, prometheus.GaugeValue, float64(is.open), lv...)
-		ch <- is.restore.metric(descRestore, lv...)
+		if is.count > 0 {
+			ch <- prometheus.MustNewConstMetric(descIncidents, prometheus.CounterValue, float64(is.count), lv...)
+			ch <- is.restore.metric(descRestore, lv...)
+		}
 	}
 }
 
@@ -290,6 +296,9 @@ func (s *State) collectQuality(ch chan<- prometheus.Metric) {
 		counter(descIncFlags, v, f)
 	}
 	counter(descExcluded, s.q.excludedUnknownEnv, "unknown_environment")
+	for k, v := range s.q.rolloutChildren {
+		counter(descRolloutChildren, v, string(k.env), fmt.Sprint(k.counted))
+	}
 	for i, st := range signalStates[1:] {
 		gauge(descSignalState, float64(s.q.signals[i+1]), st)
 	}
@@ -301,17 +310,16 @@ func (s *State) collectQuality(ch chan<- prometheus.Metric) {
 	for i, r := range skipReasons[1:] {
 		gauge(descCommits, float64(s.q.leadTimeSkipped[i+1]), r)
 	}
-	for _, l := range []string{string(events.LinkExplicit), string(events.LinkLastProductionDeployment), LinkExporterFallback, LinkNone} {
+	for _, l := range linkReasons {
 		gauge(descIncLinks, float64(s.q.incidentLinks[l]), l)
 	}
 	for l, v := range s.q.incidentLinks {
-		switch l {
-		case string(events.LinkExplicit), string(events.LinkLastProductionDeployment), LinkExporterFallback, LinkNone:
-		default:
+		if !slices.Contains(linkReasons, l) {
 			gauge(descIncLinks, float64(v), l) // a link reason newer than this build
 		}
 	}
 	gauge(descHeld, float64(s.known), "deployment")
+	gauge(descHeld, float64(len(s.alias)), "deployment_alias")
 	gauge(descHeld, float64(len(s.deployments)-s.known), "deployment_placeholder")
 	gauge(descHeld, float64(len(s.commits)), "commit")
 	gauge(descHeld, float64(len(s.incidents)), "incident")

@@ -14,7 +14,13 @@ import (
 const (
 	LinkExporterFallback = "exporter_last_production_deployment_of_component"
 	LinkNone             = "unlinked"
+	// LinkTooOld: the last candidate deployment finished longer than the look-back limit before the
+	// incident was created; the incident is linked to nothing.
+	LinkTooOld = "too_old"
 )
+
+var linkReasons = []string{string(events.LinkExplicit), string(events.LinkLastProductionDeployment), LinkExporterFallback,
+	LinkTooOld, LinkNone}
 
 type incKey struct {
 	component, team, severity, source string
@@ -22,12 +28,13 @@ type incKey struct {
 
 // incSeries aggregates incidents for classic time to restore (MTTR).
 type incSeries struct {
-	key     incKey
-	count   uint64
-	open    int
-	restore *hist
-	// resolved are the resolved incidents' restore samples (at = resolution time), for windows.
-	resolved map[*incident]sample
+	key incKey
+	// count and restore take the incidents whose first observed state has these labels; open the
+	// incidents whose latest state has them and is unresolved.
+	count    uint64
+	open     int
+	everOpen bool
+	restore  *hist
 }
 
 // incident is the latest observed state of one incident.
@@ -45,10 +52,11 @@ type incident struct {
 	causedBy, causedWhy string
 	link                *deployment
 	linkReason          string
-	// applied contribution
-	ser      *incSeries
-	resample sample
-	counted  bool
+	// applied contribution: first is the series of the first observed state (count, restore),
+	// openIn the series of the latest state while it is open.
+	first    *incSeries
+	restored bool
+	openIn   *incSeries
 }
 
 var severityPattern = regexp.MustCompile(`^[a-z0-9_-]{1,16}$`)
@@ -106,7 +114,11 @@ func (s *State) AddIncident(e events.IncidentEnriched) (Outcome, error) {
 	inc.causedBy, inc.causedWhy = "", ""
 	var comps []string
 	if e.CausedBy != nil {
-		inc.causedBy, inc.causedWhy = e.CausedBy.DeploymentID, string(e.CausedBy.Reason)
+		// Only explicit links are kept: the enricher's "last production deployment" is recomputed
+		// here, by event time against the exporter's own history (README "Attribution").
+		if e.CausedBy.Reason != events.LinkLastProductionDeployment {
+			inc.causedBy, inc.causedWhy = e.CausedBy.DeploymentID, string(e.CausedBy.Reason)
+		}
 		if e.CausedBy.Component != "" {
 			comps = append(comps, s.intern(e.CausedBy.Component))
 		}
@@ -163,14 +175,16 @@ func addTo(m map[string]map[*incident]struct{}, k string, inc *incident) {
 	m[k][inc] = struct{}{}
 }
 
-// relink attributes an incident to a deployment: the enricher's link when it made one, else the
-// last qualifying production deployment of one of its components that finished before the incident
-// was created (the newest across its components; ties by deployment ID).
+// relink attributes an incident to a deployment: the explicit link when the source made one, else
+// the last qualifying production deployment of one of its components that finished before the
+// incident was created and introduced a state (rollbacks and reverts are skipped: they return to a
+// state an earlier deployment introduced), the newest across its components, ties by deployment
+// ID; none when that deployment is older than the look-back limit.
 func (s *State) relink(inc *incident) {
 	var to *deployment
 	reason := LinkNone
 	if inc.causedBy != "" {
-		to, reason = s.dep(inc.causedBy), inc.causedWhy
+		to, reason = s.dep(s.resolve(inc.causedBy)), inc.causedWhy
 	} else {
 		for _, c := range inc.components {
 			list := s.prod[c]
@@ -180,13 +194,18 @@ func (s *State) relink(inc *incident) {
 				}
 				return 1
 			})
-			if i > 0 {
-				if d := list[i-1]; to == nil || d.finished > to.finished || (d.finished == to.finished && d.id > to.id) {
+			for i--; i >= 0 && undoes(list[i]); i-- {
+			}
+			if i >= 0 {
+				if d := list[i]; to == nil || d.finished > to.finished || (d.finished == to.finished && d.id > to.id) {
 					to = d
 				}
 			}
 		}
-		if to != nil {
+		switch lb := s.opts.IncidentLinkLookback; {
+		case to != nil && lb > 0 && inc.created-to.finished > lb.Milliseconds():
+			to, reason = nil, LinkTooOld
+		case to != nil:
 			reason = LinkExporterFallback
 		}
 	}
@@ -215,37 +234,47 @@ func (s *State) relink(inc *incident) {
 	}
 }
 
-func (s *State) unapplyIncident(inc *incident) {
-	if !inc.counted {
-		return
-	}
-	is := inc.ser
-	is.count--
-	if inc.isResolved {
-		is.restore.remove(inc.resample)
-		delete(is.resolved, inc)
-	} else {
-		is.open--
-	}
-	inc.counted = false
+// undoes reports whether a deployment returns to an earlier state (a rollback or a revert) rather
+// than introducing one: incidents are not attributed to it.
+func undoes(d *deployment) bool {
+	return d.kind == events.KindRollback || d.revert || d.behind
 }
 
+// unapplyIncident takes back what an incident's state contributes and later states can change: its
+// open count. Its count and restore sample stay where its first states put them.
+func (s *State) unapplyIncident(inc *incident) {
+	if inc.openIn != nil {
+		inc.openIn.open--
+		inc.openIn = nil
+	}
+}
+
+// applyIncident counts an incident under the labels of its first observed state, records its
+// restore sample once (its first resolved state), and counts it open under its latest labels.
 func (s *State) applyIncident(inc *incident) {
-	k := incKey{inc.component, inc.team, inc.severity, inc.source}
+	is := s.incSeriesFor(incKey{inc.component, inc.team, inc.severity, inc.source})
+	if inc.first == nil {
+		inc.first = is
+		is.count++
+	}
+	switch {
+	case !inc.isResolved:
+		inc.openIn = is
+		is.open++
+		is.everOpen = true
+	case !inc.restored:
+		inc.restored = true
+		inc.first.restore.add(sample{ms: max(0, inc.resolved-inc.created), at: inc.resolved, id: inc.publicKey})
+	}
+}
+
+func (s *State) incSeriesFor(k incKey) *incSeries {
 	is := s.incSeries[k]
 	if is == nil {
-		is = &incSeries{key: k, restore: newHist(exemplarIncident), resolved: map[*incident]sample{}}
+		is = &incSeries{key: k, restore: newHist(exemplarIncident)}
 		s.incSeries[k] = is
 	}
-	inc.ser, inc.counted = is, true
-	is.count++
-	if inc.isResolved {
-		inc.resample = sample{ms: max(0, inc.resolved-inc.created), at: inc.resolved, id: inc.publicKey}
-		is.restore.add(inc.resample)
-		is.resolved[inc] = inc.resample
-	} else {
-		is.open++
-	}
+	return is
 }
 
 // openAt reports whether an incident naming component was open at t (created before t, not yet

@@ -15,12 +15,34 @@ const (
 // reevaluate recomputes what a deployment contributes and moves the aggregates by the difference.
 func (s *State) reevaluate(d *deployment) {
 	n := s.evaluate(d)
+	stick(d, &n)
 	if n == d.cur {
 		return
 	}
 	s.apply(d, d.cur, -1)
 	s.apply(d, n, +1)
 	d.cur = n
+}
+
+// stick sets what the counters count: the detection and rework reason the deployment had when it
+// first became a change failure and first was rework. Its recovery sample is counted once, under
+// that detection, with its exact value (a later, earlier recovery moves it between buckets; the
+// served histogram never goes down: Guard). The exact detection and reason feed the windowed gauges.
+func stick(d *deployment, o *outcome) {
+	o.countRework = reworkNone
+	if o.failed {
+		if d.firstDet < 0 {
+			d.firstDet = o.detection
+		}
+		o.countDet = d.firstDet
+		o.countRec, o.countSample = o.recovered, o.recovery
+	}
+	if o.rework != reworkNone {
+		if d.firstRework == reworkNone {
+			d.firstRework = o.rework
+		}
+		o.countRework = d.firstRework
+	}
 }
 
 // evaluate derives a deployment's outcome from its facts. Definitions (README "Definitions"):
@@ -31,8 +53,9 @@ func (s *State) reevaluate(d *deployment) {
 //   - recovery: the earliest of a recovery signal's recovered_at, a rollback or revert signal's
 //     detected_at (the undoing deployment finished), and the resolution of its linked incidents
 //     (the last one, once all are resolved); recovery time is measured from the deployment's finish;
-//   - rework: a rollback; else a revert (named by a revert signal, or its commit is behind the
-//     previous one); else a production deploy while an incident naming its component was open.
+//   - rework: a revert (named by a revert signal as the reverting deployment, flagged revert by the
+//     enricher, or its commit is behind the previous one), whatever its kind; else a rollback; else
+//     a production deploy while an incident naming its component was open.
 func (s *State) evaluate(d *deployment) outcome {
 	o := outcome{rework: reworkNone}
 	var sigs [nDetections]sigFact
@@ -98,10 +121,10 @@ func (s *State) evaluate(d *deployment) outcome {
 		}
 	}
 	switch {
+	case d.revertSignal || d.behind || d.revert:
+		o.rework = reworkRevert
 	case d.kind == events.KindRollback:
 		o.rework = reworkRollback
-	case d.revertSignal || d.behind:
-		o.rework = reworkRevert
 	case d.env == events.EnvironmentProduction && s.openAt(d.component, d.finished):
 		o.rework = reworkHotfix
 	}
@@ -121,25 +144,25 @@ func (s *State) apply(d *deployment, o outcome, sign int) {
 		}
 	}
 	if o.failed {
-		ser.failures[o.detection] = addU(ser.failures[o.detection], sign)
+		ser.failures[o.countDet] = addU(ser.failures[o.countDet], sign)
 	}
-	if o.recovered {
-		h := ser.fdrt[o.detection]
+	if o.countRec {
+		h := ser.fdrt[o.countDet]
 		if h == nil {
 			h = newHist(exemplarDeployment)
-			ser.fdrt[o.detection] = h
+			ser.fdrt[o.countDet] = h
 		}
 		if sign > 0 {
-			h.add(o.recovery)
+			h.add(o.countSample)
 		} else {
-			h.remove(o.recovery)
+			h.remove(o.countSample)
 		}
 	}
 	if o.unrecovered {
 		ser.unrecovered += sign
 	}
-	if o.rework != reworkNone {
-		ser.rework[o.rework] = addU(ser.rework[o.rework], sign)
+	if o.countRework != reworkNone {
+		ser.rework[o.countRework] = addU(ser.rework[o.countRework], sign)
 	}
 }
 

@@ -224,13 +224,15 @@ doraflow_metrics_exporter_commits{lead_time="no_commit_time"} 1
 # HELP doraflow_metrics_exporter_incidents Incidents by how they are attributed to a deployment: the enricher's reason, the exporter's fallback, or unlinked.
 # TYPE doraflow_metrics_exporter_incidents gauge
 doraflow_metrics_exporter_incidents{link="explicit"} 0
-doraflow_metrics_exporter_incidents{link="exporter_last_production_deployment_of_component"} 1
-doraflow_metrics_exporter_incidents{link="last_production_deployment_of_component"} 1
+doraflow_metrics_exporter_incidents{link="exporter_last_production_deployment_of_component"} 2
+doraflow_metrics_exporter_incidents{link="last_production_deployment_of_component"} 0
+doraflow_metrics_exporter_incidents{link="too_old"} 0
 doraflow_metrics_exporter_incidents{link="unlinked"} 1
 # HELP doraflow_metrics_exporter_state_objects Objects held in memory, by kind.
 # TYPE doraflow_metrics_exporter_state_objects gauge
 doraflow_metrics_exporter_state_objects{kind="commit"} 16
 doraflow_metrics_exporter_state_objects{kind="deployment"} 17
+doraflow_metrics_exporter_state_objects{kind="deployment_alias"} 0
 doraflow_metrics_exporter_state_objects{kind="deployment_placeholder"} 1
 doraflow_metrics_exporter_state_objects{kind="incident"} 3
 doraflow_metrics_exporter_state_objects{kind="signal_or_incident_state"} 10

@@ -28,6 +28,10 @@ type Options struct {
 	Benchmark string
 	// Now is the clock windows end at; time.Now when nil. Tests and reports pin it.
 	Now func() time.Time
+	// IncidentLinkLookback bounds the exporter's incident attribution: an incident whose last
+	// candidate deployment finished longer than this before it was created is linked to nothing
+	// (link reason too_old). Zero: no limit.
+	IncidentLinkLookback time.Duration
 }
 
 // Outcome says what happened to an event given to the state.
@@ -95,6 +99,9 @@ type State struct {
 	strings        map[string]string
 	q              quality
 	known          int // deployments seen (not placeholders)
+	// alias maps the ID of a child rollout to its logical deployment's ID (Rollout.LogicalID):
+	// signals and incident links that name a child count for the logical deployment.
+	alias map[string]string
 }
 
 // New returns an empty state.
@@ -113,8 +120,9 @@ func New(opts Options) (*State, error) {
 		seen: map[string]struct{}{}, deployments: map[string]*deployment{}, series: map[seriesKey]*series{},
 		commits: map[commitKey]*commitRec{}, incidents: map[string]*incident{}, incSeries: map[incKey]*incSeries{},
 		prod: map[string][]*deployment{}, incByComponent: map[string]map[*incident]struct{}{},
-		fallback: map[string]map[*incident]struct{}{}, strings: map[string]string{},
-		q: quality{deploymentFlags: map[flagKey]uint64{}, incidentFlags: map[string]uint64{}, incidentLinks: map[string]uint64{}},
+		fallback: map[string]map[*incident]struct{}{}, strings: map[string]string{}, alias: map[string]string{},
+		q: quality{deploymentFlags: map[flagKey]uint64{}, incidentFlags: map[string]uint64{}, incidentLinks: map[string]uint64{},
+			rolloutChildren: map[rolloutKey]uint64{}},
 	}, nil
 }
 
@@ -159,11 +167,17 @@ type deployment struct {
 	// frequency, lead time, change fail rate and rework rate.
 	qualifies bool
 	// revertSignal: a revert signal names this deployment as the one that reverted an earlier one;
-	// behind: the enricher found its commit to be an ancestor of the previous one.
-	revertSignal, behind bool
-	sig                  *[nDetections]sigFact // nil until a signal names the deployment
-	incidents            map[*incident]struct{}
-	cur                  outcome
+	// behind: the enricher found its commit to be an ancestor of the previous one; revert: the
+	// enricher flagged it as a revert (quality revert).
+	revertSignal, behind, revert bool
+	sig                          *[nDetections]sigFact // nil until a signal names the deployment
+	incidents                    map[*incident]struct{}
+	cur                          outcome
+	// The labels the counters took when the deployment first became a change failure and first
+	// was rework: kept, so that no counter series goes down when later evidence changes the exact
+	// detection or reason (README "Counter semantics").
+	firstDet    int
+	firstRework int
 }
 
 // sigFact is what the signals of one detection say about a deployment.
@@ -184,6 +198,12 @@ type outcome struct {
 	recovery    sample
 	unrecovered bool
 	rework      int
+	// What the counters and histograms count (stick): the first detection and rework reason, and
+	// the recovery sample.
+	countDet    int
+	countRec    bool
+	countSample sample
+	countRework int
 }
 
 const (
@@ -230,6 +250,13 @@ type quality struct {
 	signals            [4]uint64 // by sigState
 	leadTimeSkipped    [3]uint64 // by skip reason
 	incidentLinks      map[string]uint64
+	rolloutChildren    map[rolloutKey]uint64
+}
+
+// rolloutKey labels doraflow_metrics_exporter_rollout_children_total.
+type rolloutKey struct {
+	env     events.Environment
+	counted bool
 }
 
 type flagKey struct {
@@ -261,7 +288,7 @@ func (s *State) seriesFor(component, team string, env events.Environment) *serie
 func (s *State) dep(id string) *deployment {
 	d := s.deployments[id]
 	if d == nil {
-		d = &deployment{id: id, cur: outcome{rework: reworkNone}}
+		d = &deployment{id: id, cur: outcome{rework: reworkNone, countRework: reworkNone}, firstDet: -1, firstRework: reworkNone}
 		s.deployments[id] = d
 	}
 	return d
@@ -304,9 +331,26 @@ func (s *State) AddDeployment(e events.DeploymentEnriched) (Outcome, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d := s.dep(e.ID)
+	key := e.ID
+	if r := e.Rollout; r != nil {
+		if !r.Counted {
+			if _, dup := s.seen[childSeen+e.ID]; dup {
+				return Duplicate, nil
+			}
+			s.seen[childSeen+e.ID] = struct{}{}
+			s.q.rolloutChildren[rolloutKey{e.Environment, false}]++
+			s.addAlias(e.ID, r.LogicalID)
+			return Applied, nil
+		}
+		key = r.LogicalID
+	}
+	d := s.dep(key)
 	if d.known {
 		return Duplicate, nil
+	}
+	if e.Rollout != nil {
+		s.q.rolloutChildren[rolloutKey{e.Environment, true}]++
+		s.addAlias(e.ID, key)
 	}
 	d.known = true
 	s.known++
@@ -315,6 +359,7 @@ func (s *State) AddDeployment(e events.DeploymentEnriched) (Outcome, error) {
 	d.kind, d.result = e.Kind, e.Result
 	d.finished = e.FinishedAt.UnixMilli()
 	d.behind = slices.Contains(e.Quality, events.QualityBehind)
+	d.revert = slices.Contains(e.Quality, events.QualityRevert)
 	for _, f := range e.Quality {
 		s.q.addFlag(d.env, string(f))
 	}
@@ -431,7 +476,7 @@ func (s *State) AddSignal(e events.ChangeFailureSignal) (Outcome, error) {
 		return Duplicate, nil
 	}
 	s.seen[e.ID] = struct{}{}
-	d := s.dep(e.DeploymentID)
+	d := s.dep(s.resolve(e.DeploymentID))
 	if d.sig == nil {
 		d.sig = new([nDetections]sigFact)
 	}
@@ -445,8 +490,8 @@ func (s *State) AddSignal(e events.ChangeFailureSignal) (Outcome, error) {
 			f.recovered = at
 		}
 	}
-	if e.Detection == events.DetectionRevert && e.RelatedID != "" && e.RelatedID != e.DeploymentID {
-		r := s.dep(e.RelatedID)
+	if e.Detection == events.DetectionRevert && e.RelatedID != "" && s.resolve(e.RelatedID) != d.id {
+		r := s.dep(s.resolve(e.RelatedID))
 		if !r.revertSignal {
 			r.revertSignal = true
 			s.reevaluate(r)
@@ -478,4 +523,64 @@ func cmpString(a, b string) int {
 
 func (q *quality) addFlag(env events.Environment, flag string) {
 	q.deploymentFlags[flagKey{env, flag}]++
+}
+
+// AddInferred applies a change failure the enricher inferred from commit history (a GitOps revert):
+// a signal whose deployment IDs are logical deployment IDs.
+func (s *State) AddInferred(e events.ChangeFailureInferred) (Outcome, error) {
+	return s.AddSignal(e.ChangeFailureSignal)
+}
+
+// childSeen prefixes the IDs of applied uncounted child rollouts in State.seen.
+const childSeen = "rollout-child/"
+
+// resolve returns the ID a deployment ID counts under: its logical deployment's, or its own.
+func (s *State) resolve(id string) string {
+	if l, ok := s.alias[id]; ok {
+		return l
+	}
+	return id
+}
+
+// addAlias records child as a child rollout of the logical deployment logical. What signals and
+// incident links said about child before it was known as a child moves to the logical deployment.
+func (s *State) addAlias(child, logical string) {
+	if child == logical {
+		return
+	}
+	s.alias[child] = logical
+	old := s.deployments[child]
+	if old == nil || old.known {
+		return
+	}
+	l := s.dep(logical)
+	s.apply(old, old.cur, -1)
+	delete(s.deployments, child)
+	if old.sig != nil {
+		if l.sig == nil {
+			l.sig = new([nDetections]sigFact)
+		}
+		for i, f := range old.sig {
+			if !f.present {
+				continue
+			}
+			m := &l.sig[i]
+			if !m.present || f.detected < m.detected {
+				m.detected = f.detected
+			}
+			if f.recovered != 0 && (m.recovered == 0 || f.recovered < m.recovered) {
+				m.recovered = f.recovered
+			}
+			m.present = true
+		}
+	}
+	l.revertSignal = l.revertSignal || old.revertSignal
+	for inc := range old.incidents {
+		inc.link = l
+		if l.incidents == nil {
+			l.incidents = map[*incident]struct{}{}
+		}
+		l.incidents[inc] = struct{}{}
+	}
+	s.reevaluate(l)
 }

@@ -7,6 +7,7 @@ package doratest
 import (
 	"crypto/sha1" //nolint:gosec // test commit SHAs, not security
 	"encoding/hex"
+	"slices"
 	"time"
 
 	"github.com/doraflow/doraflow/pkg/events"
@@ -54,6 +55,10 @@ type Dep struct {
 	Finished             time.Time
 	Commits              []events.Commit
 	Quality              []events.QualityFlag
+	// Cluster is the destination cluster (prod-eu when empty); Rollout places the deployment in its
+	// logical deployment (nil: not grouped, as older events).
+	Cluster string
+	Rollout *events.Rollout
 }
 
 // ID is the deployment's ID.
@@ -72,17 +77,65 @@ func (d Dep) Event() events.DeploymentEnriched {
 	if commits == nil {
 		commits = []events.Commit{}
 	}
+	cluster := d.Cluster
+	if cluster == "" {
+		cluster = "prod-eu"
+	}
 	return events.DeploymentEnriched{
 		DeploymentObserved: events.DeploymentObserved{
-			ID: d.ID(), Source: "argocd", Instance: "argocd-hub", Cluster: "prod-eu", Namespace: "argocd",
+			ID: d.ID(), Source: "argocd", Instance: "argocd-hub", Cluster: cluster, Namespace: "argocd",
 			Application: d.App, Component: d.Component, Environment: d.Env, Kind: kind, Result: result,
 			StartedAt: d.Finished.Add(-2 * time.Minute), FinishedAt: d.Finished, ObservedAt: d.Finished.Add(time.Minute),
 		},
 		Commits:    commits,
 		Routing:    events.Routing{Teams: []string{d.Team}, Targets: []events.Target{{Scope: events.ScopeGlobal, ProjectID: "1"}}},
 		Quality:    d.Quality,
+		Rollout:    d.Rollout,
 		EnrichedAt: d.Finished.Add(2 * time.Minute),
 	}
+}
+
+// LogicalID is the ID the deployment is counted under: its rollout's logical ID, else its own.
+func (d Dep) LogicalID() string {
+	if d.Rollout != nil {
+		return d.Rollout.LogicalID
+	}
+	return d.ID()
+}
+
+// Rollout returns the children of one change rolled out to several clusters under policy first:
+// the first (counted) child is first, then the others in the order they deployed, each finished
+// step after the one before. Each child is first with its App suffixed by its cluster.
+func Rollout(first Dep, step time.Duration, clusters ...string) []Dep {
+	logical := events.LogicalDeploymentID(first.Component, first.Env, withCluster(first, clusters[0]).ID())
+	out := make([]Dep, len(clusters))
+	for i, c := range clusters {
+		d := withCluster(first, c)
+		d.Finished = first.Finished.Add(time.Duration(i) * step)
+		d.Rollout = &events.Rollout{LogicalID: logical, Policy: events.RolloutFirst, Fingerprint: "fp-" + first.App,
+			Counted: i == 0, Clusters: slices.Clone(clusters[:i+1]), Complete: true,
+			StartedAt: first.Finished.Add(-2 * time.Minute), FirstFinishedAt: first.Finished}
+		if i > 0 {
+			d.Commits = nil // only the counted child carries the logical deployment's commits
+		}
+		out[i] = d
+	}
+	return out
+}
+
+func withCluster(d Dep, cluster string) Dep {
+	d.App += "-" + cluster
+	d.Cluster = cluster
+	return d
+}
+
+// Inferred returns the enricher's inferred revert: the logical deployment reverted is named by
+// d's logical ID, the reverting one by related.
+func Inferred(d Dep, detected time.Time, related string) events.ChangeFailureInferred {
+	s := Signal(d, events.DetectionRevert, detected, time.Time{}, related)
+	s.ID = events.ChangeFailureID(d.LogicalID(), events.DetectionRevert, false)
+	s.DeploymentID, s.Source = d.LogicalID(), "enricher"
+	return events.ChangeFailureInferred{ChangeFailureSignal: s}
 }
 
 // Signal returns a change-failure signal about d: detected, or recovered when recovered is set.
