@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,9 +32,9 @@ type harness struct {
 	js  jetstream.JetStream
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, options ...func(*server.Options)) *harness {
 	t.Helper()
-	srv := natstest.Start(t)
+	srv := natstest.Start(t, options...)
 	nc, js := srv.Connect()
 	topo := Topology{Replicas: 1, MaxAge: time.Hour, DeadLetterMaxAge: time.Hour, Duplicates: time.Minute}
 	if err := topo.EnsureStreams(t.Context(), js, events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter); err != nil {

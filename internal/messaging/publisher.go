@@ -3,6 +3,7 @@ package messaging
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
@@ -19,9 +20,14 @@ import (
 // is stored once.
 type Publisher struct {
 	pub     message.Publisher
+	nc      *nats.Conn
 	service string
 	metrics *Metrics
 }
+
+// ErrTooLarge means a message does not fit the server's max_payload. It is permanent (Permanent):
+// the same event will never fit, so its handler dead-letters the input instead of retrying forever.
+var ErrTooLarge = errors.New("too_large")
 
 // NewPublisher returns a publisher on nc. Closing the publisher is not needed: the connection is
 // owned and drained by the caller.
@@ -32,7 +38,7 @@ func NewPublisher(nc *nats.Conn, service string, log zerolog.Logger, m *Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("create publisher: %w", err)
 	}
-	return &Publisher{pub: pub, service: service, metrics: m}, nil
+	return &Publisher{pub: pub, nc: nc, service: service, metrics: m}, nil
 }
 
 // Publish validates ev and publishes it on its subject. An invalid event is a programming error in
@@ -60,12 +66,30 @@ func (p *Publisher) PublishRaw(_ context.Context, subject, id string, body []byt
 		msg.Metadata.Set(k, v)
 	}
 	msg.Metadata.Set(events.HeaderMsgID, id)
+	if limit, size := p.nc.MaxPayload(), messageSize(body, msg.Metadata); limit > 0 && size > limit {
+		p.metrics.published(subject, "too_large")
+		return Permanent(fmt.Errorf("publish %s %s: %w: %d bytes with headers, the server's max_payload is %d",
+			subject, id, ErrTooLarge, size, limit))
+	}
 	if err := p.pub.Publish(subject, msg); err != nil {
 		p.metrics.published(subject, "error")
 		return fmt.Errorf("publish %s %s: %w", subject, id, err)
 	}
 	p.metrics.published(subject, "ok")
 	return nil
+}
+
+// messageSize is what a message with these headers weighs against max_payload: the body plus the
+// NATS/1.0 header block as nats.go encodes it (an upper bound, so the check never lets one through
+// that the server refuses).
+func messageSize(body []byte, headers map[string]string) int64 {
+	n := len(body) + len("NATS/1.0\r\n\r\n")
+	for k, v := range headers {
+		n += len(k) + len(v) + len(": \r\n")
+	}
+	// watermill adds its message UUID header.
+	n += len("_watermill_message_uuid: \r\n") + 64
+	return int64(n)
 }
 
 type ctxKey int

@@ -83,6 +83,8 @@ type RouterConfig struct {
 	// NakDelay is the first redelivery delay of a nacked message, doubling per delivery up to a
 	// minute (default 1s).
 	NakDelay time.Duration
+	// Replicas of the dead-letter body bucket (JETSTREAM_REPLICAS; default 1).
+	Replicas int
 }
 
 // Router runs doraflow handlers on a watermill router bound to durable JetStream consumers.
@@ -300,9 +302,7 @@ func (r *Router) publishDeadLetter(msg *message.Message, durable, reason string)
 	}
 	// An error may quote the URL it failed on, with its credentials.
 	reason = logging.RedactText(reason)
-	if len(reason) > 2048 {
-		reason = reason[:2048]
-	}
+	reason = truncateReason(reason)
 	seq := msg.Metadata.Get(metaStreamSeq)
 	m.Header.Set(events.HeaderDeadReason, reason)
 	m.Header.Set(events.HeaderDeadSubject, msg.Metadata.Get(metaSubject))
@@ -311,11 +311,53 @@ func (r *Router) publishDeadLetter(msg *message.Message, durable, reason string)
 	m.Header.Set(events.HeaderDeadDeliveries, strconv.Itoa(deliveries(msg)))
 	m.Header.Set(events.HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	// One dead letter per original message and handler, even if this step itself is retried.
-	m.Header.Set(nats.MsgIdHdr, events.NewID("dlq", durable, msg.Metadata.Get(metaStream), seq, msg.UUID))
+	id := events.NewID("dlq", durable, msg.Metadata.Get(metaStream), seq, msg.UUID)
+	m.Header.Set(nats.MsgIdHdr, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := r.keepLargeBody(ctx, m, id); err != nil {
+		return err
+	}
 	_, err := r.js.PublishMsg(ctx, m)
 	return err
+}
+
+// keepLargeBody moves the body of a dead letter that would not fit the server's max_payload (the
+// original was close to it, and the dead-letter headers push it over) into the object store
+// events.DeadLetterBodyBucket, whole, and leaves a reference in HeaderDeadBody: a message too large
+// for a stream is still dead-lettered, and the consumer moves on.
+func (r *Router) keepLargeBody(ctx context.Context, m *nats.Msg, id string) error {
+	limit := r.js.Conn().MaxPayload()
+	size := int64(len(m.Data) + len("NATS/1.0\r\n\r\n"))
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			size += int64(len(k) + len(v) + len(": \r\n"))
+		}
+	}
+	if limit <= 0 || size <= limit {
+		return nil
+	}
+	obs, err := r.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: events.DeadLetterBodyBucket,
+		Description: "bodies of doraflow dead letters too large for a message", TTL: 30 * 24 * time.Hour,
+		Replicas: max(r.cfg.Replicas, 1)})
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", events.DeadLetterBodyBucket, err)
+	}
+	if _, err := obs.PutBytes(ctx, id, m.Data); err != nil {
+		return fmt.Errorf("keep dead-letter body %s: %w", id, err)
+	}
+	m.Header.Set(events.HeaderDeadBody, events.DeadLetterBodyBucket+"/"+id)
+	m.Header.Set(events.HeaderDeadReason, truncateReason(fmt.Sprintf("too_large: %d bytes kept in %s/%s; %s",
+		len(m.Data), events.DeadLetterBodyBucket, id, m.Header.Get(events.HeaderDeadReason))))
+	m.Data = nil
+	return nil
+}
+
+func truncateReason(s string) string {
+	if len(s) > 2048 {
+		return s[:2048]
+	}
+	return s
 }
 
 // maxDeliveriesAdvisory is the part of JetStream's max-deliveries advisory doraflow reads.

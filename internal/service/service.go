@@ -182,7 +182,7 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 		if err != nil {
 			return err
 		}
-		router, err := messaging.NewRouter(messaging.RouterConfig{Service: spec.Name}, js, log, m)
+		router, err := messaging.NewRouter(messaging.RouterConfig{Service: spec.Name, Replicas: topology.Replicas}, js, log, m)
 		if err != nil {
 			return err
 		}

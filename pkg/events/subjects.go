@@ -35,6 +35,10 @@ const (
 	StreamDeadLetter = "DORAFLOW_DLQ"
 )
 
+// DeadLetterBodyBucket is the JetStream object store that keeps the bodies of dead letters too large
+// for a message of their own (HeaderDeadBody).
+const DeadLetterBodyBucket = "doraflow-dlq-bodies"
+
 // StreamSubjects maps each stream to the subject filters it captures.
 var StreamSubjects = map[string][]string{
 	StreamRaw:        {"doraflow.argocd.>", "doraflow.webrca.>"},
@@ -82,4 +86,7 @@ const (
 	HeaderDeadDeliveries = "doraflow-dead-deliveries"
 	// HeaderDeadAt is when it was dead-lettered (RFC 3339).
 	HeaderDeadAt = "doraflow-dead-at"
+	// HeaderDeadBody, set when the original body was too large to travel in the dead letter, names
+	// where it is kept whole: "<DeadLetterBodyBucket>/<object name>"; the dead letter's body is empty.
+	HeaderDeadBody = "doraflow-dead-body"
 )
