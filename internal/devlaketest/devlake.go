@@ -3,7 +3,10 @@
 // (devlake-webhook.md): the /rest and /api/rest routes, Bearer API keys with per-connection scope,
 // DevLake's weakly typed, case-insensitive decoding, required fields and enums, the accepted and
 // rejected date layouts, and upserts with last-write-wins, zeroed omitted fields and DevLake's row
-// ids. Tests read back the stored rows, count writes and requests, and inject faults.
+// ids, for deployments, issues and (v1.0.3+) pull requests. The first writes to a fresh connection
+// race on creating its board or scope as on PostgreSQL (400, SQLSTATE 23505). PRMetrics computes
+// DevLake's own change lead time (project_pr_metrics) from the stored rows. Tests read back the
+// stored rows, count writes and requests, and inject faults.
 //
 // Deliberate differences from DevLake: paths without /rest (which DevLake serves without any key
 // check) answer 404, so a client that forgets the key-checked form fails loudly; and injected faults
@@ -281,9 +284,9 @@ func (d *DevLake) StatusCounts() map[int]int {
 }
 
 var (
-	reByID     = regexp.MustCompile(`^/plugins/webhook/connections/(\d+)/(deployments|issues)$`)
-	reShort    = regexp.MustCompile(`^/plugins/webhook/(\d+)/(deployments|issues)$`)
-	reByName   = regexp.MustCompile(`^/plugins/webhook/connections/by-name/([^/]+)/(deployments|issues)$`)
+	reByID     = regexp.MustCompile(`^/plugins/webhook/connections/(\d+)/(deployments|issues|pull_requests)$`)
+	reShort    = regexp.MustCompile(`^/plugins/webhook/(\d+)/(deployments|issues|pull_requests)$`)
+	reByName   = regexp.MustCompile(`^/plugins/webhook/connections/by-name/([^/]+)/(deployments|issues|pull_requests)$`)
 	reClose    = regexp.MustCompile(`^/plugins/webhook/connections/(\d+)/issue/([^/]+)/close$`)
 	successMsg = []byte(`{"code":0,"success":true,"message":"success","causes":null,"data":null}`)
 )
@@ -417,6 +420,17 @@ func (d *DevLake) serve(r *http.Request, body []byte, rec *Request) (int, []byte
 			return http.StatusBadRequest, errorBody(400, msg)
 		}
 		write = func(now time.Time) { d.store.upsertDeployment(conn, req, now) }
+	case KindPullRequest:
+		req, msg, bare := decodePullRequest(m)
+		if msg != "" {
+			d.mu.Unlock()
+			if bare { // a decoding error is answered as a bare string
+				b, _ := json.Marshal(msg)
+				return http.StatusBadRequest, b
+			}
+			return http.StatusBadRequest, errorBody(400, msg)
+		}
+		write = func(now time.Time) { d.store.upsertPullRequest(conn, req, now) }
 	default:
 		req, msg := decodeIssue(m)
 		if msg == "" {

@@ -129,18 +129,20 @@ type writeKey struct {
 
 // store holds DevLake's tables. The caller holds the fake's lock.
 type store struct {
-	deployments map[string]Deployment
-	commits     map[string]DeploymentCommit
-	issues      map[string]Issue
-	incidents   map[string]Incident
-	boards      map[string]bool
-	writes      map[writeKey]int
+	deployments  map[string]Deployment
+	commits      map[string]DeploymentCommit
+	issues       map[string]Issue
+	incidents    map[string]Incident
+	boards       map[string]bool
+	pullRequests map[string]PullRequest
+	writes       map[writeKey]int
 }
 
 func newStore() *store {
 	return &store{deployments: map[string]Deployment{}, commits: map[string]DeploymentCommit{},
 		issues: map[string]Issue{}, incidents: map[string]Incident{}, boards: map[string]bool{},
-		writes: map[writeKey]int{}}
+		pullRequests: map[string]PullRequest{},
+		writes:       map[writeKey]int{}}
 }
 
 func scopeID(conn uint64) string { return fmt.Sprintf("webhook:%d", conn) }
