@@ -1,6 +1,7 @@
 package enrich_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,6 +41,33 @@ func (f *fixture) child(in events.DeploymentObserved) child {
 	got := f.enrich(in)
 	return child{Rollout: got.Rollout, Commits: commitSHAs(got.Commits), Ranges: len(got.Ranges), Quality: got.Quality,
 		Calls: f.srv.TotalCalls() - before}
+}
+
+// twoChanges deploys a commit a to clusters eu and us, then a newer one; it returns a and the
+// deployments of the newer one.
+func (f *fixture) twoChanges() (a string, eu, us events.DeploymentObserved) {
+	a = f.repo.Push(1)[0]
+	f.enrich(f.dep(prod, "eu", a))
+	f.enrich(f.dep(prod, "us", a))
+	f.repo.Push(1)
+	eu, us = f.dep(prod, "eu", f.repo.Head()), f.dep(prod, "us", f.repo.Head())
+	f.enrich(eu)
+	f.enrich(us)
+	return a, eu, us
+}
+
+// redeliver restarts the enricher and enriches in again, as a redelivery after Apply does (a crash
+// before the processed mark), and fails unless that yields what first did.
+func (f *fixture) redeliver(name string, in events.DeploymentObserved, first enrich.Plan) {
+	f.t.Helper()
+	f.build()
+	again := f.plan(in)
+	if diff := cmp.Diff(first.Event, again.Event); diff != "" {
+		f.t.Errorf("%s: redelivered event differs (-first +again):\n%s", name, diff)
+	}
+	if diff := cmp.Diff(first.Inferred, again.Inferred); diff != "" {
+		f.t.Errorf("%s: redelivered change failures differ (-first +again):\n%s", name, diff)
+	}
 }
 
 // TestOneChangeOnTwoClustersIsOneLogicalDeployment deploys one change to two production clusters
@@ -199,13 +227,7 @@ func TestGitOpsReverts(t *testing.T) {
 		quality []events.QualityFlag
 	}{
 		{"commit behind the previous one", func(f *fixture) (events.DeploymentObserved, string, time.Time) {
-			a := f.repo.Push(1)[0]
-			f.enrich(f.dep(prod, "eu", a))
-			f.enrich(f.dep(prod, "us", a))
-			f.repo.Push(1)
-			bad := f.dep(prod, "eu", f.repo.Head())
-			f.enrich(bad)
-			f.enrich(f.dep(prod, "us", f.repo.Head()))
+			a, bad, _ := f.twoChanges()
 			return f.dep(prod, "eu", a), events.LogicalDeploymentID("checkout", prod, bad.ID), bad.FinishedAt
 		}, []events.QualityFlag{events.QualityBehind, events.QualityRevert}},
 		{"commit that reverts a deployed commit", func(f *fixture) (events.DeploymentObserved, string, time.Time) {
@@ -261,14 +283,7 @@ func TestGitOpsReverts(t *testing.T) {
 					t.Errorf("inferred %s has no reason", c.ID)
 				}
 			}
-			f.build()
-			again := f.plan(in)
-			if diff := cmp.Diff(p.Event, again.Event); diff != "" {
-				t.Errorf("redelivery: event differs (-first +again):\n%s", diff)
-			}
-			if diff := cmp.Diff(p.Inferred, again.Inferred); diff != "" {
-				t.Errorf("redelivery: inferred differs (-first +again):\n%s", diff)
-			}
+			f.redeliver("redelivery", in, p)
 		})
 	}
 }
@@ -276,14 +291,7 @@ func TestGitOpsReverts(t *testing.T) {
 // Under policy all, the revert is found by the child that completes it.
 func TestRevertUnderPolicyAll(t *testing.T) {
 	f := newFixtureWith(t, withPolicy(events.RolloutAll))
-	a := f.repo.Push(1)[0]
-	f.enrich(f.dep(prod, "eu", a))
-	f.enrich(f.dep(prod, "us", a))
-	f.repo.Push(1)
-	badEU := f.dep(prod, "eu", f.repo.Head())
-	f.enrich(badEU)
-	badUS := f.dep(prod, "us", f.repo.Head())
-	f.enrich(badUS)
+	a, badEU, badUS := f.twoChanges()
 	revEU, revUS := f.dep(prod, "eu", a), f.dep(prod, "us", a)
 	before := f.srv.TotalCalls()
 	p0 := f.plan(revEU)
@@ -325,15 +333,7 @@ func TestRedeliveryOfEveryChildRecomputesTheSameEvent(t *testing.T) {
 				}
 				for _, cluster := range []string{"eu", "us"} {
 					in := f.dep(prod, cluster, sha)
-					first := f.plan(in)
-					f.build()
-					again := f.plan(in)
-					if diff := cmp.Diff(first.Event, again.Event); diff != "" {
-						t.Fatalf("step %d %s: event differs (-first +again):\n%s", i, cluster, diff)
-					}
-					if diff := cmp.Diff(first.Inferred, again.Inferred); diff != "" {
-						t.Fatalf("step %d %s: inferred differs (-first +again):\n%s", i, cluster, diff)
-					}
+					f.redeliver(fmt.Sprintf("step %d %s", i, cluster), in, f.plan(in))
 				}
 			}
 		})
