@@ -106,3 +106,43 @@ func TestDeadLetterOfAMessageNearMaxPayloadKeepsItsBodyInTheObjectStore(t *testi
 		t.Errorf("kept body is %d bytes, want the original %d", len(got), len(body))
 	}
 }
+
+// A handler that panics on odd input panics again on redelivery: the message is dead-lettered at once
+// with the stack in its reason, and the consumer (and the process) go on.
+func TestHandlerPanicIsDeadLetteredWithItsStack(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	var ok []int
+	h.start("svc", func(r *Router) {
+		r.Add(Handler{Name: "odd-on-observed", Stream: events.StreamRaw, Subject: events.SubjectDeploymentObserved, MaxDeliver: -1},
+			Handle(func(_ context.Context, p payload) error {
+				if p.Kind == "odd" {
+					var m map[string]int
+					m["boom"]++ // nil map write: a runtime panic
+				}
+				mu.Lock()
+				ok = append(ok, p.N)
+				mu.Unlock()
+				return nil
+			}))
+	})
+	h.publishJSON(events.SubjectDeploymentObserved, "odd-1", `{"n":1,"kind":"odd"}`)
+	h.publishJSON(events.SubjectDeploymentObserved, "fine-2", `{"n":2}`)
+	wait.For(t, 15*time.Second, h.settled("svc-odd-on-observed", events.StreamRaw, 2))
+	dl := h.deadLetters("svc")
+	if len(dl) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dl))
+	}
+	reason := dl[0].Header.Get(events.HeaderDeadReason)
+	if !strings.Contains(reason, "handler panicked: assignment to entry in nil map") || !strings.Contains(reason, "payload_test.go") {
+		t.Errorf("reason lacks the panic or its stack:\n%s", reason)
+	}
+	if got := dl[0].Header.Get(events.HeaderDeadDeliveries); got != "1" {
+		t.Errorf("deliveries = %s, want 1 (a panic is not retried)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ok) != 1 || ok[0] != 2 {
+		t.Errorf("handled %v, want [2]", ok)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,7 +302,8 @@ func (r *Router) publishDeadLetter(msg *message.Message, durable, reason string)
 		m.Header.Set(k, v)
 	}
 	// An error may quote the URL it failed on, with its credentials.
-	reason = logging.RedactText(reason)
+	// Header values are one line: a stack's line breaks become " | ".
+	reason = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " | ").Replace(logging.RedactText(reason))
 	reason = truncateReason(reason)
 	seq := msg.Metadata.Get(metaStreamSeq)
 	m.Header.Set(events.HeaderDeadReason, reason)
@@ -421,8 +423,11 @@ func recoverPanics(next message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) (produced []*message.Message, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				zerolog.Ctx(msg.Context()).Error().Str("stack", string(debug.Stack())).Interface("panic", p).Msg("handler panicked")
-				err = Permanent(fmt.Errorf("handler panicked: %v", p))
+				stack := debug.Stack()
+				zerolog.Ctx(msg.Context()).Error().Str("stack", string(stack)).Interface("panic", p).Msg("handler panicked")
+				// The stack travels in the dead letter's reason (cut to the header limit there), so the
+				// entry alone says where it broke.
+				err = Permanent(fmt.Errorf("handler panicked: %v\n%s", p, stack))
 			}
 		}()
 		return next(msg)
