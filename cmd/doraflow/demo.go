@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,12 +12,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -47,6 +50,37 @@ type demoOptions struct {
 	summary io.Writer
 	// rows, when set, receives every DevLake row and dora_* series (tests compare it too).
 	rows io.Writer
+	// observe, when set, is told what happens (tests use it).
+	observe *demoObserver
+}
+
+// demoObserver lets a test look at a running demo: started gets every service's ops URL once they
+// are ready, settled what DevLake stored and what the world did, while the services still run.
+type demoObserver struct {
+	started func(ops map[string]string)
+	settled func(lake *devlaketest.DevLake, conns map[string]devlaketest.Connection, did expectations)
+}
+
+// expectations is what the simulated world did, in the terms the pipeline must count it.
+type expectations struct {
+	// production holds, per component, one key per logical production deployment: a change, an
+	// `argocd app rollback`, a GitOps revert or a failed sync, however many clusters it reached.
+	production map[string]map[string]bool
+	// rolling are the deployments whose history entry appeared during a rolling update.
+	rolling []rollingUpdate
+	// reverted are the components whose production change was reverted in Git; rolledBack those
+	// with an `argocd app rollback`.
+	reverted, rolledBack []string
+	// failures counts, per component, the production changes that failed (rolled back, reverted,
+	// degraded after deploy), each once whatever the number of clusters or signals.
+	failures map[string]int
+}
+
+// rollingUpdate is one deployment made while the old and the new image both ran.
+type rollingUpdate struct {
+	component, cluster string
+	finished           time.Time
+	old, new           string // application commits of the old and the new image
 }
 
 // demo runs the whole pipeline against a simulated world: a real kube-apiserver with Argo CD's
@@ -54,9 +88,14 @@ type demoOptions struct {
 // requests; a fake WebRCA with incidents; and the fake DevLake. It prints progress, then the DORA
 // table the exporter serves, and keeps running until Ctrl-C (or exits with --exit).
 func demo(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	return demoObserved(ctx, args, getenv, out, nil)
+}
+
+// demoObserved is demo with an observer (nil: none).
+func demoObserved(ctx context.Context, args []string, getenv func(string) string, out io.Writer, observe *demoObserver) error {
 	fs := flag.NewFlagSet("doraflow demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	o := demoOptions{out: out, summary: out}
+	o := demoOptions{out: out, summary: out, observe: observe}
 	fs.Uint64Var(&o.seed, "seed", 42, "simulation `seed`: a seed always gives the same world and the same numbers")
 	fs.StringVar(&o.binDir, "bin", "bin", "`directory` holding the service binaries (make build)")
 	fs.StringVar(&o.kubeAssets, "kube-assets", getenv("KUBEBUILDER_ASSETS"), "`directory` with kube-apiserver and etcd (hack/tools.sh kube)")
@@ -168,6 +207,9 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	if err != nil {
 		return err
 	}
+	if o.observe != nil && o.observe.started != nil {
+		o.observe.started(ops)
+	}
 
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -175,7 +217,12 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	}
 	defer nc.Close()
 	seen := newSeen()
-	sub, err := nc.Subscribe("doraflow.>", func(m *nats.Msg) { seen.add(m.Subject, m.Header.Get(events.HeaderID)) })
+	sub, err := nc.Subscribe("doraflow.>", func(m *nats.Msg) {
+		seen.add(m.Subject, m.Header.Get(events.HeaderID))
+		if m.Subject == events.SubjectDeploymentEnriched {
+			seen.enriched(m.Data)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -190,8 +237,13 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, nsObj, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", demoNamespace, err)
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
 	w := &world{ctx: ctx, start: monday, apps: dyn.Resource(applicationsGVR).Namespace(demoNamespace), gh: gh, seen: seen,
-		state: map[string]*appState{}, heads: map[string][]string{}}
+		watcher: ops["argocd-watcher"], state: map[string]*appState{}, heads: map[string]string{}, shas: map[int]string{},
+		did: expectations{production: map[string]map[string]bool{}, failures: map[string]int{}}, failedChanges: map[string]bool{}}
 	steps := timeline(o.seed, monday)
 	fmt.Fprintf(o.out, "\nSimulating %d events: each is applied, then the pipeline's answer is awaited.\n\n", len(steps))
 	if err := w.createApps(); err != nil {
@@ -213,8 +265,11 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 		fmt.Fprintf(o.out, "[   WebRCA] %s\n", s)
 	}
 	fmt.Fprintln(o.out, "\nWaiting for the pipeline to settle (enricher, DevLake, exporter)…")
-	if err := settle(ctx, seen, lake, conns["global"].ID, ops["metrics-exporter"], w.deployments, len(incidents)); err != nil {
+	if err := settle(ctx, js, seen, lake, conns["global"].ID, ops["metrics-exporter"], w.deployments, len(incidents)); err != nil {
 		return fmt.Errorf("%w; see the logs in %s", err, logDir)
+	}
+	if o.observe != nil && o.observe.settled != nil {
+		o.observe.settled(lake, conns, w.did)
 	}
 	if err := printSummary(ctx, o.summary, ops["metrics-exporter"], lake, conns); err != nil {
 		return err
@@ -303,19 +358,25 @@ type entry struct {
 	id       int64
 	revision string // GitOps revision
 	sha      string // application commit in the image tag
+	change   int    // the change it shipped (0: the baseline before the demo)
 }
 
 // world applies timeline steps to the fakes and to Kubernetes, and waits for the pipeline.
 type world struct {
-	ctx   context.Context
-	start time.Time
-	apps  dynamic.ResourceInterface
-	gh    *githubtest.Server
-	seen  *seen
-	state map[string]*appState
-	heads map[string][]string // component → main's head after each change
+	ctx     context.Context
+	start   time.Time
+	apps    dynamic.ResourceInterface
+	gh      *githubtest.Server
+	seen    *seen
+	watcher string // argocd-watcher's ops URL
+	state   map[string]*appState
+	heads   map[string]string // component → main's head
+	shas    map[int]string    // change → main's head after it merged
 	// deployments counts DeploymentObserved events expected (successful and failed).
 	deployments int
+	did         expectations
+	// failedChanges holds "component change" of the production changes that failed.
+	failedChanges map[string]bool
 }
 
 func appName(component, cluster string) string { return component + "-" + cluster }
@@ -325,7 +386,7 @@ func (w *world) createApps() error {
 		repo := w.gh.Repo("acme", c.name)
 		repo.AdvanceTo(w.start.Add(-30 * 24 * time.Hour))
 		repo.Push(1) // history before the demo starts: the first deployments have a baseline
-		w.heads[c.name] = []string{repo.Head()}
+		w.heads[c.name] = repo.Head()
 		for _, cl := range demoClusters {
 			name := appName(c.name, cl.name)
 			u := &unstructured.Unstructured{Object: map[string]any{
@@ -333,7 +394,8 @@ func (w *world) createApps() error {
 				"metadata": map[string]any{"name": name, "namespace": demoNamespace,
 					"labels": map[string]any{"doraflow.io/team": c.team}},
 				"spec": map[string]any{"project": "default", "source": source(c.name, cl.env),
-					"destination": map[string]any{"name": cl.name, "namespace": c.name}},
+					"destination": map[string]any{"name": cl.name, "namespace": c.name},
+					"syncPolicy":  map[string]any{"automated": map[string]any{"prune": true, "selfHeal": true}}},
 			}}
 			got, err := w.apps.Create(w.ctx, u, metav1.CreateOptions{})
 			if err != nil {
@@ -351,6 +413,7 @@ func source(component, env string) map[string]any {
 }
 
 func (w *world) apply(s step) error {
+	st := w.state[appName(s.component, s.cluster)]
 	switch s.kind {
 	case stepChange:
 		repo := w.gh.Repo("acme", s.component)
@@ -364,28 +427,73 @@ func (w *world) apply(s step) error {
 		default:
 			repo.Rebase(s.commits)
 		}
-		w.heads[s.component] = append(w.heads[s.component], repo.Head())
+		w.heads[s.component] = repo.Head()
+		w.shas[s.change] = repo.Head()
 		return nil
 	case stepDeploy:
-		heads := w.heads[s.component]
-		sha := heads[len(heads)-1]
-		if s.change >= 0 {
-			sha = heads[s.change+1]
+		sha, ok := w.shas[s.change]
+		if !ok {
+			return fmt.Errorf("change %d has not merged yet", s.change)
 		}
-		return w.deploy(s, sha, "")
+		w.expect(s, fmt.Sprintf("change %d", s.change))
+		return w.deploy(s, entry{sha: sha, change: s.change})
 	case stepRollback:
-		st := w.state[appName(s.component, s.cluster)]
 		if len(st.history) < 2 {
 			return errors.New("nothing to roll back to")
 		}
-		prev := st.history[len(st.history)-2]
-		return w.deploy(s, prev.sha, prev.revision)
+		bad, prev := st.history[len(st.history)-1], st.history[len(st.history)-2]
+		w.expect(s, fmt.Sprintf("rollback on %s at %s", s.cluster, ts(s.at)))
+		w.failed(s, bad)
+		if !slices.Contains(w.did.rolledBack, s.component) {
+			w.did.rolledBack = append(w.did.rolledBack, s.component)
+		}
+		return w.deploy(s, prev) // the older entry's revision and image
+	case stepRevert:
+		if len(st.history) < 2 {
+			return errors.New("nothing to revert")
+		}
+		bad, prev := st.history[len(st.history)-1], st.history[len(st.history)-2]
+		w.expect(s, fmt.Sprintf("revert of change %d", bad.change))
+		if !slices.Contains(w.did.reverted, s.component) {
+			w.did.reverted = append(w.did.reverted, s.component)
+			// The application repository reverts the change too (git revert, straight to main):
+			// the next change ships the revert commit.
+			repo := w.gh.Repo("acme", s.component)
+			repo.AdvanceTo(s.at.Add(-15 * time.Minute))
+			w.heads[s.component] = repo.Revert(bad.sha)
+		}
+		w.failed(s, bad)
+		// A new GitOps commit (a new revision) whose image is the previous one.
+		return w.deploy(s, entry{sha: prev.sha, change: prev.change})
 	case stepFailSync:
+		w.expect(s, fmt.Sprintf("failed sync on %s at %s", s.cluster, ts(s.at)))
 		return w.failSync(s)
 	case stepRecover:
 		return w.recover(s)
 	}
 	return nil
+}
+
+// expect records a logical production deployment: steps with the same key are one deployment,
+// however many clusters they reach.
+func (w *world) expect(s step, key string) {
+	if clusterOf(s.cluster).env != "production" {
+		return
+	}
+	if w.did.production[s.component] == nil {
+		w.did.production[s.component] = map[string]bool{}
+	}
+	w.did.production[s.component][key] = true
+}
+
+// failed records that the production change e shipped failed, once per change.
+func (w *world) failed(s step, e entry) {
+	key := fmt.Sprintf("%s %d", s.component, e.change)
+	if clusterOf(s.cluster).env != "production" || w.failedChanges[key] {
+		return
+	}
+	w.failedChanges[key] = true
+	w.did.failures[s.component]++
 }
 
 func gitopsRevision(parts ...string) string {
@@ -395,59 +503,155 @@ func gitopsRevision(parts ...string) string {
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
+func image(component, sha string) string { return "quay.io/acme/" + component + ":" + sha }
+
 // deploy appends a history entry as a successful sync does, and waits for its DeploymentObserved
-// (and, for a rollback, the change-failure signal of the deployment it replaced).
-func (w *world) deploy(s step, sha, revision string) error {
+// (and, for a rollback, the change-failure signal of the deployment it replaced). A rollback is
+// `argocd app rollback` to the previous entry: auto-sync is switched off first (Argo CD refuses
+// otherwise), the user is recorded and the app is OutOfSync afterwards. Every other deploy is an
+// automated sync of a new GitOps revision.
+func (w *world) deploy(s step, e entry) error {
 	name := appName(s.component, s.cluster)
 	st := w.state[name]
 	cl := clusterOf(s.cluster)
-	if revision == "" {
-		revision = gitopsRevision(name, sha, strconv.Itoa(len(st.history)))
+	rollback := s.kind == stepRollback
+	if !rollback {
+		e.revision = gitopsRevision(name, e.sha, strconv.Itoa(len(st.history)))
 	}
-	id := int64(len(st.history))
+	e.id = int64(len(st.history))
+	var running string // the application commit live before this deploy
+	if len(st.history) > 0 {
+		running = st.history[len(st.history)-1].sha
+	}
 	started := s.at.Add(-2 * time.Minute)
 	health := map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at.Add(time.Minute))}
-	if s.degraded > 0 {
+	images := []any{image(s.component, e.sha)}
+	switch {
+	case s.degraded > 0:
 		health = map[string]any{"status": "Degraded", "lastTransitionTime": ts(s.at.Add(s.degraded))}
+	case s.rolling > 0 && running != "" && running != e.sha:
+		// Live pods of both ReplicaSets; Argo CD lists the images sorted.
+		health = map[string]any{"status": "Progressing", "lastTransitionTime": ts(started)}
+		images = []any{image(s.component, min(running, e.sha)), image(s.component, max(running, e.sha))}
 	}
-	err := w.status(name, func(status map[string]any) {
+	initiated := map[string]any{"automated": true}
+	sync := map[string]any{"status": "Synced", "revision": e.revision}
+	if rollback {
+		initiated = map[string]any{"username": "oncall@acme.example"}
+		sync = map[string]any{"status": "OutOfSync", "revision": st.history[len(st.history)-1].revision}
+	}
+	var seenBefore float64
+	if len(images) > 1 {
+		var err error
+		if seenBefore, err = w.watcherUpdates(); err != nil {
+			return err
+		}
+	}
+	err := w.update(name, func(spec, status map[string]any) {
+		if rollback {
+			delete(spec, "syncPolicy")
+		}
 		src := source(s.component, cl.env)
 		h, _ := status["history"].([]any)
-		h = append(h, map[string]any{"id": id, "revision": revision, "deployStartedAt": ts(started),
-			"deployedAt": ts(s.at), "source": src, "initiatedBy": map[string]any{"automated": true}})
+		h = append(h, map[string]any{"id": e.id, "revision": e.revision, "deployStartedAt": ts(started),
+			"deployedAt": ts(s.at), "source": src, "initiatedBy": initiated})
 		status["history"] = h
-		status["sync"] = map[string]any{"status": "Synced", "revision": revision}
+		status["sync"] = sync
 		status["operationState"] = map[string]any{"phase": "Succeeded", "message": "successfully synced (all tasks run)",
 			"startedAt": ts(started), "finishedAt": ts(s.at),
-			"operation":  map[string]any{"sync": map[string]any{"revision": revision}, "initiatedBy": map[string]any{"automated": true}},
-			"syncResult": map[string]any{"revision": revision, "source": src}}
-		status["summary"] = map[string]any{"images": []any{"quay.io/acme/" + s.component + ":" + sha}}
+			"operation":  map[string]any{"sync": map[string]any{"revision": e.revision}, "initiatedBy": initiated},
+			"syncResult": map[string]any{"revision": e.revision, "source": src}}
+		status["summary"] = map[string]any{"images": images}
 		status["health"] = health
 	})
 	if err != nil {
 		return err
 	}
-	st.history = append(st.history, entry{id: id, revision: revision, sha: sha})
+	st.history = append(st.history, e)
 	w.deployments++
-	dep := events.DeploymentID(demoInstance, st.uid, id)
+	dep := events.DeploymentID(demoInstance, st.uid, e.id)
+	if len(images) > 1 {
+		// The rollout finishes once the watcher has seen it in progress: only the new image is left.
+		if err := w.watcherSaw(seenBefore, dep); err != nil {
+			return err
+		}
+		if err := w.update(name, func(_, status map[string]any) {
+			status["summary"] = map[string]any{"images": []any{image(s.component, e.sha)}}
+			status["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at.Add(s.rolling))}
+		}); err != nil {
+			return err
+		}
+		w.did.rolling = append(w.did.rolling, rollingUpdate{component: s.component, cluster: s.cluster, finished: s.at,
+			old: running, new: e.sha})
+	}
 	want := []string{dep}
-	if s.kind == stepRollback {
-		replaced := events.DeploymentID(demoInstance, st.uid, id-1)
+	if rollback {
+		replaced := events.DeploymentID(demoInstance, st.uid, e.id-1)
 		want = append(want, events.ChangeFailureID(replaced, events.DetectionRollback, false))
 	}
 	if s.degraded > 0 {
 		want = append(want, events.ChangeFailureID(dep, events.DetectionDegraded, false))
+		w.failed(s, e)
 	}
 	return w.seen.wait(w.ctx, events.SubjectDeploymentObserved, want...)
+}
+
+// watcherUpdates is the number of Application updates the argocd-watcher's informer has delivered.
+func (w *world) watcherUpdates() (float64, error) {
+	families, err := scrape(w.ctx, w.watcher+"/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range families["doraflow_argocd_watcher_informer_events_total"].GetMetric() {
+		if label(m, "type") == "update" {
+			return m.GetCounter().GetValue(), nil
+		}
+	}
+	return 0, nil
+}
+
+// watcherSaw waits until the argocd-watcher has had the update after before delivered and its
+// queue is empty (a worker took the key and read the Application as updated), or until it has
+// published the deployment dep.
+func (w *world) watcherSaw(before float64, dep string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if w.seen.has(dep) {
+			return nil
+		}
+		families, err := scrape(w.ctx, w.watcher+"/metrics")
+		if err != nil {
+			return err
+		}
+		updates, queued := 0.0, 1.0
+		for _, m := range families["doraflow_argocd_watcher_informer_events_total"].GetMetric() {
+			if label(m, "type") == "update" {
+				updates = m.GetCounter().GetValue()
+			}
+		}
+		if q := families["doraflow_argocd_watcher_queue_depth"].GetMetric(); len(q) == 1 {
+			queued = q[0].GetGauge().GetValue()
+		}
+		if updates > before && queued == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("argocd-watcher did not take the update of %s within 30s", dep)
+		}
+		select {
+		case <-w.ctx.Done():
+			return w.ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (w *world) failSync(s step) error {
 	name := appName(s.component, s.cluster)
 	st := w.state[name]
-	heads := w.heads[s.component]
-	revision := gitopsRevision(name, heads[len(heads)-1], "failed")
+	revision := gitopsRevision(name, w.heads[s.component], "failed")
 	started := s.at.Add(-90 * time.Second)
-	err := w.status(name, func(status map[string]any) {
+	err := w.update(name, func(_, status map[string]any) {
 		status["operationState"] = map[string]any{"phase": "Failed", "message": "one or more objects failed to apply (admission webhook denied the request)",
 			"startedAt": ts(started), "finishedAt": ts(s.at),
 			"operation":  map[string]any{"sync": map[string]any{"revision": revision}, "initiatedBy": map[string]any{"automated": true}},
@@ -463,7 +667,7 @@ func (w *world) failSync(s step) error {
 func (w *world) recover(s step) error {
 	name := appName(s.component, s.cluster)
 	st := w.state[name]
-	err := w.status(name, func(status map[string]any) {
+	err := w.update(name, func(_, status map[string]any) {
 		status["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at)}
 	})
 	if err != nil {
@@ -473,18 +677,22 @@ func (w *world) recover(s step) error {
 	return w.seen.wait(w.ctx, events.SubjectChangeFailureDetected, events.ChangeFailureID(dep, events.DetectionDegraded, true))
 }
 
-// status applies fn to an Application's status and writes it back with a plain update, as Argo CD
-// does (the CRD has no status subresource).
-func (w *world) status(name string, fn func(map[string]any)) error {
+// update applies fn to an Application's spec and status and writes it back with a plain update, as
+// Argo CD does (the CRD has no status subresource).
+func (w *world) update(name string, fn func(spec, status map[string]any)) error {
 	u, err := w.apps.Get(w.ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
 	st, _, _ := unstructured.NestedMap(u.Object, "status")
 	if st == nil {
 		st = map[string]any{}
 	}
-	fn(st)
+	fn(spec, st)
+	if err := unstructured.SetNestedMap(u.Object, spec, "spec"); err != nil {
+		return err
+	}
 	if err := unstructured.SetNestedMap(u.Object, st, "status"); err != nil {
 		return err
 	}
@@ -517,13 +725,49 @@ func incidentsFor(steps []step) []webrcatest.Incident {
 	return out
 }
 
-// seen records the event IDs published on each subject, from a core NATS subscription.
+// seen records the event IDs published on each subject, from a core NATS subscription, and the
+// logical deployment each enriched deployment counts as.
 type seen struct {
 	mu  sync.Mutex
 	ids map[string]map[string]bool
+	// logical maps an enriched deployment's ID to the logical deployment it stands for in DORA
+	// numbers and DevLake: its Rollout.LogicalID when it is the counted child, its own ID without a
+	// Rollout, "" for a child that is not counted.
+	logical map[string]string
 }
 
-func newSeen() *seen { return &seen{ids: map[string]map[string]bool{}} }
+func newSeen() *seen { return &seen{ids: map[string]map[string]bool{}, logical: map[string]string{}} }
+
+// enriched records the logical deployment of a DeploymentEnriched body (its latest version wins).
+func (s *seen) enriched(body []byte) {
+	var d events.DeploymentEnriched
+	if json.Unmarshal(body, &d) != nil || d.ID == "" {
+		return
+	}
+	logical := d.ID
+	if r := d.Rollout; r != nil {
+		logical = ""
+		if r.Counted {
+			logical = r.LogicalID
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logical[d.ID] = logical
+}
+
+// logicalDeployments counts the distinct logical deployments of the enriched deployments.
+func (s *seen) logicalDeployments() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := map[string]bool{}
+	for _, l := range s.logical {
+		if l != "" {
+			ids[l] = true
+		}
+	}
+	return len(ids)
+}
 
 func (s *seen) add(subject, id string) {
 	s.mu.Lock()

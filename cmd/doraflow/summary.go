@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/doraflow/doraflow/internal/devlaketest"
@@ -15,8 +16,10 @@ import (
 )
 
 // settle waits until every stage accounts for every deployment and incident: enriched on NATS,
-// stored in DevLake's global project, and counted by the exporter.
-func settle(ctx context.Context, seen *seen, lake *devlaketest.DevLake, global uint64, exporter string, deployments, incidents int) error {
+// stored in DevLake's global project and counted by the exporter (one per logical deployment), and
+// every durable consumer has nothing left to deliver or acknowledge (so late signals, like a
+// revert the enricher infers, are in too).
+func settle(ctx context.Context, js jetstream.JetStream, seen *seen, lake *devlaketest.DevLake, global uint64, exporter string, deployments, incidents int) error {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var waiting []string
@@ -26,8 +29,9 @@ func settle(ctx context.Context, seen *seen, lake *devlaketest.DevLake, global u
 		if n := seen.count(events.SubjectIncidentEnriched); n < incidents {
 			waiting = append(waiting, fmt.Sprintf("enriched incidents %d/%d", n, incidents))
 		}
-		if n := len(lake.Deployments(global)); n < deployments {
-			waiting = append(waiting, fmt.Sprintf("DevLake deployments %d/%d", n, deployments))
+		logical := seen.logicalDeployments()
+		if n := len(lake.Deployments(global)); n < logical {
+			waiting = append(waiting, fmt.Sprintf("DevLake deployments %d/%d", n, logical))
 		}
 		if n := len(lake.Incidents(global)); n < incidents {
 			waiting = append(waiting, fmt.Sprintf("DevLake incidents %d/%d", n, incidents))
@@ -36,12 +40,17 @@ func settle(ctx context.Context, seen *seen, lake *devlaketest.DevLake, global u
 		if err != nil {
 			return err
 		}
-		if n := int(sum(families["dora_deployments_total"])); n < deployments {
-			waiting = append(waiting, fmt.Sprintf("exporter deployments %d/%d", n, deployments))
+		if n := int(sum(families["dora_deployments_total"])); n < logical {
+			waiting = append(waiting, fmt.Sprintf("exporter deployments %d/%d", n, logical))
 		}
 		if n := int(sum(families["dora_incidents_total"])); n < incidents {
 			waiting = append(waiting, fmt.Sprintf("exporter incidents %d/%d", n, incidents))
 		}
+		busy, err := busyConsumers(ctx, js)
+		if err != nil {
+			return err
+		}
+		waiting = append(waiting, busy...)
 		if len(waiting) == 0 {
 			return nil
 		}
@@ -54,6 +63,29 @@ func settle(ctx context.Context, seen *seen, lake *devlaketest.DevLake, global u
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// busyConsumers names the durable consumers of the doraflow streams with messages not yet
+// delivered or not yet acknowledged.
+func busyConsumers(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	var busy []string
+	for _, name := range []string{events.StreamRaw, events.StreamEnriched} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		lister := s.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			if ci.Config.Durable != "" && (ci.NumPending > 0 || ci.NumAckPending > 0) {
+				busy = append(busy, fmt.Sprintf("consumer %s pending %d/%d", ci.Name, ci.NumPending, ci.NumAckPending))
+			}
+		}
+		if err := lister.Err(); err != nil {
+			return nil, fmt.Errorf("consumers of %s: %w", name, err)
+		}
+	}
+	sort.Strings(busy)
+	return busy, nil
 }
 
 // sum adds the values of every series of a counter or gauge family.

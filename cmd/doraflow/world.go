@@ -55,7 +55,8 @@ const (
 	stepChange   stepKind = iota // a pull request merged on main
 	stepDeploy                   // a sync that adds a history entry
 	stepFailSync                 // a sync that ends Failed (no history entry)
-	stepRollback                 // a history entry back to the previous state
+	stepRollback                 // `argocd app rollback`: auto-sync off, a history entry back to the previous state
+	stepRevert                   // a GitOps revert: an automated sync to a new revision shipping the previous image
 	stepRecover                  // health back to Healthy
 	stepIncident                 // a WebRCA incident opens (and, with resolve set, is resolved)
 )
@@ -75,57 +76,100 @@ type step struct {
 	severity string
 	summary  string
 	resolved time.Duration // zero: still open at the end
-	// change index a deploy ships (the component's n-th change); -1: the latest.
+	// change identifies a change (on stepChange) and the change a deploy ships (on stepDeploy).
 	change int
 	// degraded, on a deploy: health turns Degraded this long after it (seen with the new entry).
 	degraded time.Duration
+	// rolling, on a deploy: the entry appears while the rolling update runs (health Progressing, the
+	// old and the new image live) and the app turns Healthy with only the new image this long after.
+	rolling time.Duration
 }
 
 // timeline builds the world's steps in time order, from monday (00:00 UTC) on.
 func timeline(seed uint64, monday time.Time) []step {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var steps []step
-	changes := map[string]int{}
+	changes := 0 // every change, of every component, gets its own number
+	change := func(at time.Time, component, merge string, commits int) int {
+		changes++
+		steps = append(steps, step{at: at, kind: stepChange, component: component, merge: merge, commits: commits, change: changes})
+		return changes
+	}
+	deploy := func(at time.Time, component, cluster string, change int) step {
+		return step{at: at, kind: stepDeploy, component: component, cluster: cluster, change: change}
+	}
 	start := monday.Add(9 * time.Hour)
-	fail := start.AddDate(0, 0, 3).Add(5 * time.Hour) // Thursday, week 1
-	bad := start.AddDate(0, 0, 8).Add(4 * time.Hour)  // Tuesday, week 2
-	deg := start.AddDate(0, 0, 14).Add(3 * time.Hour) // Monday, week 3
+	fail := start.AddDate(0, 0, 3).Add(5 * time.Hour)     // Thursday, week 1
+	bad := start.AddDate(0, 0, 8).Add(4 * time.Hour)      // Tuesday, week 2
+	revert := start.AddDate(0, 0, 9).Add(6 * time.Hour)   // Wednesday, week 2
+	rolling := start.AddDate(0, 0, 10).Add(4 * time.Hour) // Thursday, week 2
+	deg := start.AddDate(0, 0, 14).Add(3 * time.Hour)     // Monday, week 3
 	// The days of the fixed stories below: no other change of that component lands on them.
-	reserved := map[string]bool{"payment-gateway " + fail.Format(time.DateOnly): true,
-		"checkout-api " + bad.Format(time.DateOnly): true, "auth-service " + deg.Format(time.DateOnly): true}
+	reserved := map[string]bool{}
+	for _, r := range []struct {
+		component string
+		day       time.Time
+	}{{"payment-gateway", fail}, {"checkout-api", bad}, {"payment-gateway", revert}, {"auth-service", rolling}, {"auth-service", deg}} {
+		reserved[r.component+" "+r.day.Format(time.DateOnly)] = true
+	}
 	for day := range 15 { // three working weeks
 		date := start.AddDate(0, 0, day+2*(day/5))
 		for _, c := range demoComponents {
-			if rng.Float64() > 0.55 || reserved[c.name+" "+date.Format(time.DateOnly)] {
-				continue
-			}
+			// Every day draws the same numbers, so a story's reserved day leaves the others alone.
+			skip := rng.Float64() > 0.55
 			merged := date.Add(time.Duration(30+rng.IntN(300)) * time.Minute)
 			merge := []string{"squash", "merge", "rebase"}[rng.IntN(3)]
-			steps = append(steps, step{at: merged, kind: stepChange, component: c.name, merge: merge, commits: 1 + rng.IntN(3)})
-			n := changes[c.name]
-			changes[c.name]++
+			commits := 1 + rng.IntN(3)
+			if skip || reserved[c.name+" "+date.Format(time.DateOnly)] {
+				continue
+			}
+			n := change(merged, c.name, merge, commits)
 			for _, cl := range demoClusters {
-				steps = append(steps, step{at: merged.Add(cl.lag), kind: stepDeploy, component: c.name, cluster: cl.name, change: n})
+				steps = append(steps, deploy(merged.Add(cl.lag), c.name, cl.name, n))
 			}
 		}
 	}
 	// The events every demo shows, whatever the seed: a failed sync that is retried, a bad
-	// change rolled back, a degradation that recovers, and incidents.
+	// change rolled back on one of the two production clusters, a bad change reverted in Git, a
+	// rolling update, a degradation that recovers, and incidents.
+	n := change(fail.Add(-3*time.Hour), "payment-gateway", "squash", 2)
 	steps = append(steps,
-		step{at: fail.Add(-3 * time.Hour), kind: stepChange, component: "payment-gateway", merge: "squash", commits: 2},
 		step{at: fail, kind: stepFailSync, component: "payment-gateway", cluster: "prod-eu"},
-		step{at: fail.Add(20 * time.Minute), kind: stepDeploy, component: "payment-gateway", cluster: "prod-eu", change: -1},
+		deploy(fail.Add(20*time.Minute), "payment-gateway", "prod-eu", n),
+		deploy(fail.Add(50*time.Minute), "payment-gateway", "prod-us", n),
 	)
+	// Both production clusters get the bad change; only prod-us, where it hurts, is rolled back.
+	n = change(bad.Add(-5*time.Hour), "checkout-api", "merge", 3)
 	steps = append(steps,
-		step{at: bad.Add(-5 * time.Hour), kind: stepChange, component: "checkout-api", merge: "merge", commits: 3},
-		step{at: bad, kind: stepDeploy, component: "checkout-api", cluster: "prod-us", change: -1},
+		deploy(bad.Add(-30*time.Minute), "checkout-api", "prod-eu", n),
+		deploy(bad, "checkout-api", "prod-us", n),
 		step{at: bad.Add(20 * time.Minute), kind: stepIncident, key: "ITN-2026-00101", product: "Checkout", severity: "2",
 			summary: "Checkout errors above SLO in us-east", resolved: 95 * time.Minute},
 		step{at: bad.Add(70 * time.Minute), kind: stepRollback, component: "checkout-api", cluster: "prod-us"},
 	)
+	// An auto-sync app: the production image bump is reverted in the GitOps repository, and each
+	// production cluster syncs the revert on its own.
+	n = change(revert.Add(-4*time.Hour), "payment-gateway", "squash", 1)
 	steps = append(steps,
-		step{at: deg.Add(-2 * time.Hour), kind: stepChange, component: "auth-service", merge: "rebase", commits: 2},
-		step{at: deg, kind: stepDeploy, component: "auth-service", cluster: "prod-eu", change: -1, degraded: 10 * time.Minute},
+		deploy(revert.Add(-210*time.Minute), "payment-gateway", "stage-eu", n),
+		deploy(revert.Add(-2*time.Hour), "payment-gateway", "prod-eu", n),
+		deploy(revert.Add(-90*time.Minute), "payment-gateway", "prod-us", n),
+		step{at: revert, kind: stepRevert, component: "payment-gateway", cluster: "prod-eu"},
+		step{at: revert.Add(4 * time.Minute), kind: stepRevert, component: "payment-gateway", cluster: "prod-us"},
+	)
+	// A rolling update: the history entry appears while old and new pods both run.
+	n = change(rolling.Add(-3*time.Hour), "auth-service", "squash", 2)
+	r := deploy(rolling, "auth-service", "prod-eu", n)
+	r.rolling = 6 * time.Minute
+	steps = append(steps,
+		deploy(rolling.Add(-150*time.Minute), "auth-service", "stage-eu", n),
+		r,
+		deploy(rolling.Add(30*time.Minute), "auth-service", "prod-us", n),
+	)
+	n = change(deg.Add(-2*time.Hour), "auth-service", "rebase", 2)
+	d := deploy(deg, "auth-service", "prod-eu", n)
+	d.degraded = 10 * time.Minute
+	steps = append(steps, d,
 		step{at: deg.Add(15 * time.Minute), kind: stepIncident, key: "ITN-2026-00117", product: "Identity", severity: "1",
 			summary: "Login failures in eu-west", resolved: 3 * time.Hour},
 		step{at: deg.Add(50 * time.Minute), kind: stepRecover, component: "auth-service", cluster: "prod-eu"},
@@ -142,6 +186,9 @@ func (s step) String() string {
 	case stepChange:
 		return fmt.Sprintf("%s  %-15s pull request merged (%s, %d commits)", day, s.component, s.merge, s.commits)
 	case stepDeploy:
+		if s.rolling > 0 {
+			return fmt.Sprintf("%s  %-15s deployed to %s, rolling update (old and new pods live for %s)", day, s.component, s.cluster, s.rolling)
+		}
 		if s.degraded > 0 {
 			return fmt.Sprintf("%s  %-15s deployed to %s, Degraded %s later", day, s.component, s.cluster, s.degraded)
 		}
@@ -150,6 +197,8 @@ func (s step) String() string {
 		return fmt.Sprintf("%s  %-15s sync to %s FAILED", day, s.component, s.cluster)
 	case stepRollback:
 		return fmt.Sprintf("%s  %-15s rolled back on %s", day, s.component, s.cluster)
+	case stepRevert:
+		return fmt.Sprintf("%s  %-15s GitOps revert synced to %s", day, s.component, s.cluster)
 	case stepRecover:
 		return fmt.Sprintf("%s  %-15s Healthy again on %s", day, s.component, s.cluster)
 	case stepIncident:
