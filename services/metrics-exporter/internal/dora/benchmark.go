@@ -45,30 +45,58 @@ const (
 
 // Measures a benchmark rates: which windowed value is compared with its edges.
 const (
-	MeasureDeploymentsPerDay     = "deployments_per_day"
+	MeasureDeploymentsPerDay = "deployments_per_day"
+	// MeasureDeploymentDaysPerWeek is the mean: distinct UTC deployment days on the window's
+	// calendar days ÷ (those days ÷ 7). It is at most 7 and has no value for windows shorter than a
+	// week, which would rate a partial week extrapolated to seven days.
 	MeasureDeploymentDaysPerWeek = "deployment_days_per_week"
+	// MeasureDevLakeDeploymentDays is DevLake's deployment frequency as one number: the median
+	// deployment days per calendar week, plus the median deployment days per calendar month ÷ 32.
+	// The fraction stays below 1, so edges of 1 and more read the week median alone and an edge of
+	// 1/32 reads "at least one deployment day in the median month", DevLake's last test.
+	MeasureDevLakeDeploymentDays = "devlake_deployment_days"
 	MeasureLeadTimeMedian        = "lead_time_median"
 	MeasureChangeFailRate        = "change_fail_rate"
 	MeasureRecoveryTimeMedian    = "recovery_time_median"
+	// MeasureRecoveryTimeMean is the mean failed deployment recovery time, for targets stated as a
+	// mean (MTTR). DORA's own tables are about the median.
+	MeasureRecoveryTimeMean = "recovery_time_mean"
 )
+
+var measures = map[string]bool{MeasureDeploymentsPerDay: true, MeasureDeploymentDaysPerWeek: true,
+	MeasureDevLakeDeploymentDays: true, MeasureLeadTimeMedian: true, MeasureChangeFailRate: true,
+	MeasureRecoveryTimeMedian: true, MeasureRecoveryTimeMean: true}
 
 // Threshold rates one metric: the edges of elite, high and medium; anything else is low.
 type Threshold struct {
 	Measure   string `yaml:"measure"`
-	Better    string `yaml:"better"` // lower or higher
-	Inclusive bool   `yaml:"inclusive"`
+	Better    string `yaml:"better"`    // lower or higher
+	Inclusive bool   `yaml:"inclusive"` // the default operator of "lower" edges is <= instead of <
 	Elite     Edge   `yaml:"elite"`
 	High      Edge   `yaml:"high"`
 	Medium    Edge   `yaml:"medium"`
 }
 
-// Edge is a threshold value. In YAML it is a number or a fraction "a/b", so that "once per week"
-// is exactly 1/7 deployments per day, the same float a count of 1 over a 7-day window gives.
-type Edge float64
+// Edge is a threshold value and how a value meets it. In YAML it is a number or a fraction "a/b"
+// (so that "once per week" is exactly 1/7 deployments per day, the same float a count of 1 over a
+// 7-day window gives), optionally after an operator: ">", ">=", "<" or "<=". Without one, "higher"
+// metrics meet an edge with >=, "lower" metrics with < (<= when the threshold is inclusive).
+type Edge struct {
+	Value float64
+	Op    string // "" (the threshold's default), ">", ">=", "<" or "<="
+}
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (e *Edge) UnmarshalYAML(n *yaml.Node) error {
-	num, den, isFrac := strings.Cut(n.Value, "/")
+	text := strings.TrimSpace(n.Value)
+	op := ""
+	for _, o := range []string{">=", "<=", ">", "<"} {
+		if rest, ok := strings.CutPrefix(text, o); ok {
+			op, text = o, strings.TrimSpace(rest)
+			break
+		}
+	}
+	num, den, isFrac := strings.Cut(text, "/")
 	a, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	if err != nil {
 		return fmt.Errorf("line %d: edge %q: not a number or fraction", n.Line, n.Value)
@@ -80,21 +108,35 @@ func (e *Edge) UnmarshalYAML(n *yaml.Node) error {
 		}
 		a /= b
 	}
-	*e = Edge(a)
+	*e = Edge{Value: a, Op: op}
 	return nil
+}
+
+// op returns the operator value meets edge with.
+func (t Threshold) op(edge Edge) string {
+	switch {
+	case edge.Op != "":
+		return edge.Op
+	case t.Better == "higher":
+		return ">="
+	case t.Inclusive:
+		return "<="
+	}
+	return "<"
 }
 
 // Rate returns the level of value.
 func (t Threshold) Rate(v float64) Level {
 	meets := func(edge Edge) bool {
-		switch {
-		case t.Better == "higher":
-			return v >= float64(edge)
-		case t.Inclusive:
-			return v <= float64(edge)
-		default:
-			return v < float64(edge)
+		switch t.op(edge) {
+		case ">=":
+			return v >= edge.Value
+		case ">":
+			return v > edge.Value
+		case "<=":
+			return v <= edge.Value
 		}
+		return v < edge.Value
 	}
 	switch {
 	case meets(t.Elite):
@@ -156,8 +198,6 @@ func parseBenchmarks(b []byte) ([]Benchmark, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("parse benchmarks: %w", err)
 	}
-	measures := map[string]bool{MeasureDeploymentsPerDay: true, MeasureDeploymentDaysPerWeek: true,
-		MeasureLeadTimeMedian: true, MeasureChangeFailRate: true, MeasureRecoveryTimeMedian: true}
 	for _, s := range doc.Sets {
 		for m, t := range s.Metrics {
 			switch m {
@@ -168,11 +208,20 @@ func parseBenchmarks(b []byte) ([]Benchmark, error) {
 			if !measures[t.Measure] {
 				return nil, fmt.Errorf("benchmark %s: %s: unknown measure %q", s.Name, m, t.Measure)
 			}
-			ordered := t.Elite <= t.High && t.High <= t.Medium
-			if t.Better == "higher" {
-				ordered = t.Elite >= t.High && t.High >= t.Medium
-			} else if t.Better != "lower" {
+			if t.Better != "higher" && t.Better != "lower" {
 				return nil, fmt.Errorf("benchmark %s: %s: better must be lower or higher", s.Name, m)
+			}
+			for _, e := range []struct {
+				level string
+				edge  Edge
+			}{{"elite", t.Elite}, {"high", t.High}, {"medium", t.Medium}} {
+				if op := t.op(e.edge); (t.Better == "higher") != strings.HasPrefix(op, ">") {
+					return nil, fmt.Errorf("benchmark %s: %s: %s: operator %s does not fit better: %s", s.Name, m, e.level, op, t.Better)
+				}
+			}
+			ordered := t.Elite.Value <= t.High.Value && t.High.Value <= t.Medium.Value
+			if t.Better == "higher" {
+				ordered = t.Elite.Value >= t.High.Value && t.High.Value >= t.Medium.Value
 			}
 			if !ordered {
 				return nil, fmt.Errorf("benchmark %s: %s: edges out of order", s.Name, m)

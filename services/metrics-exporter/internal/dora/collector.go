@@ -271,13 +271,17 @@ func (v windowValues) measure(m string) (float64, bool) {
 	case MeasureDeploymentsPerDay:
 		return v.perDay, true
 	case MeasureDeploymentDaysPerWeek:
-		return v.daysPerWeek, true
+		return v.daysPerWeek, v.hasDaysPerWeek
+	case MeasureDevLakeDeploymentDays:
+		return v.devlakeDeploymentDays(), true
 	case MeasureLeadTimeMedian:
 		return v.leadTime, v.hasLT
 	case MeasureChangeFailRate:
 		return v.changeF, v.hasRatio
 	case MeasureRecoveryTimeMedian:
 		return v.recovery, v.hasRecovery
+	case MeasureRecoveryTimeMean:
+		return v.recoveryMean, v.hasRecovery
 	}
 	return 0, false
 }

@@ -28,9 +28,17 @@ func WindowLabel(w time.Duration) string {
 type windowStats struct {
 	deployments, failed, rework int
 	days                        map[int32]struct{}
-	leadTimes                   []int64 // ms, per commit whose first deployment is in the window
-	recoveries                  []int64 // ms, per recovered change failure deployed in the window
+	// calDays are the UTC days with a deployment among the window's calendar days firstDay…lastDay:
+	// DevLake's range, the dates of now, now − 1 d, … that lie after now − W (⌈W ÷ 1 d⌉ whole dates,
+	// at most 400). The deployment-day measures count these, so a day is in or out as a whole.
+	calDays           map[int32]struct{}
+	firstDay, lastDay int32
+	leadTimes         []int64 // ms, per commit whose first deployment is in the window
+	recoveries        []int64 // ms, per recovered change failure deployed in the window
 }
+
+// devlakeMaxDays is the longest range DevLake's deployment-frequency SQL builds (days now − 0 … now − 399).
+const devlakeMaxDays = 400
 
 func (w *windowStats) merge(o *windowStats) {
 	w.deployments += o.deployments
@@ -39,6 +47,13 @@ func (w *windowStats) merge(o *windowStats) {
 	for d := range o.days {
 		w.days[d] = struct{}{}
 	}
+	if w.calDays == nil {
+		w.calDays = map[int32]struct{}{}
+	}
+	for d := range o.calDays {
+		w.calDays[d] = struct{}{}
+	}
+	w.firstDay, w.lastDay = o.firstDay, o.lastDay // the same for every series of a window
 	w.leadTimes = append(w.leadTimes, o.leadTimes...)
 	w.recoveries = append(w.recoveries, o.recoveries...)
 }
@@ -51,8 +66,13 @@ type windowValues struct {
 	daysPerWeek       float64
 	leadTime, changeF float64
 	recovery, rework  float64
+	recoveryMean      float64
 	hasLT, hasRatio   bool
 	hasRecovery       bool
+	hasDaysPerWeek    bool
+	// calDays, firstDay and lastDay are the window's calendar days, for DevLake's measure.
+	calDays           map[int32]struct{}
+	firstDay, lastDay int32
 }
 
 func (w *windowStats) values(window time.Duration) windowValues {
@@ -61,12 +81,24 @@ func (w *windowStats) values(window time.Duration) windowValues {
 		deployments: float64(w.deployments),
 		perDay:      float64(w.deployments) / daysInWindow,
 		days:        float64(len(w.days)),
-		daysPerWeek: float64(len(w.days)) / (daysInWindow / 7),
+		calDays:     w.calDays,
+		firstDay:    w.firstDay,
+		lastDay:     w.lastDay,
+	}
+	// Days per week only over whole weeks' worth of calendar days: never more than 7, and no
+	// partial week extrapolated to seven days.
+	if n := w.lastDay - w.firstDay + 1; n >= 7 {
+		v.hasDaysPerWeek, v.daysPerWeek = true, float64(len(w.calDays))/(float64(n)/7)
 	}
 	if len(w.leadTimes) > 0 {
 		v.hasLT, v.leadTime = true, median(w.leadTimes)
 	}
 	if len(w.recoveries) > 0 {
+		var sum int64
+		for _, r := range w.recoveries {
+			sum += r
+		}
+		v.recoveryMean = float64(sum) / float64(len(w.recoveries)) / 1e3
 		v.hasRecovery, v.recovery = true, median(w.recoveries)
 	}
 	if w.deployments > 0 {
@@ -75,6 +107,48 @@ func (w *windowStats) values(window time.Duration) windowValues {
 		v.rework = float64(w.rework) / float64(w.deployments)
 	}
 	return v
+}
+
+// devlakeDeploymentDays is MeasureDevLakeDeploymentDays, as DevLake's DORA dashboards compute it
+// (v1.0, dora_report 2023): each calendar week (Monday–Sunday, MySQL WEEKDAY) and each calendar
+// month that has a day in the range is a row counting the range's deployment days in it, so a week
+// without deployments counts 0 and a partial week at the range's start or end counts only its own
+// days. Each is reduced with devlakeMedian. The value is week median + month median ÷ 32.
+func (v windowValues) devlakeDeploymentDays() float64 {
+	var weeks, months []int
+	lastWeek, lastMonth := int32(0), -1
+	for d := v.firstDay; d <= v.lastDay; d++ {
+		week := d - (d+3)%7 // the Monday on or before d; 1970-01-01 (day 0) was a Thursday
+		y, m, _ := time.Unix(int64(d)*24*3600, 0).UTC().Date()
+		if month := y*12 + int(m); d == v.firstDay || month != lastMonth {
+			months, lastMonth = append(months, 0), month
+		}
+		if d == v.firstDay || week != lastWeek {
+			weeks, lastWeek = append(weeks, 0), week
+		}
+		if _, ok := v.calDays[d]; ok {
+			weeks[len(weeks)-1]++
+			months[len(months)-1]++
+		}
+	}
+	return float64(devlakeMedian(weeks)) + float64(min(devlakeMedian(months), 31))/32
+}
+
+// devlakeMedian is the median of DevLake's SQL, max(x) where percent_rank() over (order by x) <= 0.5:
+// the largest value whose rank (ties share the lowest) minus one, over the rows minus one, is at
+// most a half (0 for one row). For an even count that is the lower middle value.
+func devlakeMedian(xs []int) int {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	med := s[0]
+	for i := 1; i < len(s) && 2*i <= len(s)-1; i++ {
+		if s[i] != s[i-1] {
+			med = s[i] // its first row is row i: percent_rank i/(n−1) ≤ 0.5
+		}
+	}
+	return med
 }
 
 // median returns the median of millisecond values in seconds: the middle value, or the mean of the
@@ -92,8 +166,11 @@ func median(ms []int64) float64 {
 // qualifying deployments and commits. windows are sorted ascending.
 func seriesWindows(ser *series, now int64, windows []time.Duration) []*windowStats {
 	out := make([]*windowStats, len(windows))
-	for i := range out {
-		out[i] = &windowStats{days: map[int32]struct{}{}}
+	today := utcDay(now)
+	for i, w := range windows {
+		n := min(int32((w+24*time.Hour-1)/(24*time.Hour)), devlakeMaxDays) // ⌈W ÷ 1 d⌉ dates
+		out[i] = &windowStats{days: map[int32]struct{}{}, calDays: map[int32]struct{}{},
+			firstDay: today - n + 1, lastDay: today}
 	}
 	// each calls fn for every window (now-W, now] that contains at.
 	each := func(at int64, fn func(*windowStats)) {
@@ -121,6 +198,13 @@ func seriesWindows(ser *series, now int64, windows []time.Duration) []*windowSta
 				w.recoveries = append(w.recoveries, d.cur.recovery.ms)
 			}
 		})
+		if d.finished <= now {
+			for _, w := range out {
+				if day := utcDay(d.finished); day >= w.firstDay {
+					w.calDays[day] = struct{}{}
+				}
+			}
+		}
 	}
 	for _, c := range ser.commits {
 		each(c.s.at, func(w *windowStats) { w.leadTimes = append(w.leadTimes, c.s.ms) })
