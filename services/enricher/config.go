@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/doraflow/doraflow/internal/config"
+	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/enricher/internal/enrich"
 	"github.com/doraflow/doraflow/services/enricher/internal/github"
 )
@@ -38,6 +41,25 @@ type enricherRules struct {
 	// HistoryPerComponent bounds the production deployments remembered per component for linking
 	// incidents to the deployment that may have caused them.
 	HistoryPerComponent int `yaml:"history_per_component"`
+	// IncidentLinkLookback is how old the deployment an incident is linked to may be.
+	IncidentLinkLookback time.Duration `yaml:"incident_link_lookback"`
+	// Rollout says how one change deployed to several clusters is counted.
+	Rollout rolloutRules `yaml:"rollout"`
+}
+
+// rolloutRules are the counting policy of logical deployments (argocd.md §3.9).
+type rolloutRules struct {
+	rolloutPolicy `yaml:",inline"`
+	// Components override policy and expected_clusters per component; an override's
+	// expected_clusters replace the default's environment by environment.
+	Components map[string]rolloutPolicy `yaml:"components"`
+}
+
+type rolloutPolicy struct {
+	// Policy is first, each or all.
+	Policy string `yaml:"policy"`
+	// ExpectedClusters are, per environment, the clusters policy all waits for.
+	ExpectedClusters map[string][]string `yaml:"expected_clusters"`
 }
 
 type product struct {
@@ -51,7 +73,8 @@ func defaultRules() rules {
 	return rules{
 		Github: githubRules{BaseURL: "https://api.github.com/", RepoHosts: []string{"github.com"},
 			Timeout: 30 * time.Second, CacheTTL: 90 * 24 * time.Hour},
-		Enricher: enricherRules{HistoryPerComponent: 100},
+		Enricher: enricherRules{HistoryPerComponent: 100, IncidentLinkLookback: 30 * 24 * time.Hour,
+			Rollout: rolloutRules{rolloutPolicy: rolloutPolicy{Policy: string(events.RolloutFirst)}}},
 	}
 }
 
@@ -79,6 +102,10 @@ func (r *rules) Validate() error {
 	if r.Enricher.HistoryPerComponent < 1 || r.Enricher.HistoryPerComponent > 10000 {
 		p.Addf("enricher.history_per_component", "%d is not from 1 to 10000", r.Enricher.HistoryPerComponent)
 	}
+	if r.Enricher.IncidentLinkLookback <= 0 {
+		p.Addf("enricher.incident_link_lookback", "must be positive")
+	}
+	validateRollout(&p, r.Enricher.Rollout)
 	teams := map[string]bool{}
 	for _, t := range r.Integration.Devlake.Teams {
 		teams[t.Name] = true
@@ -110,6 +137,55 @@ func (r *rules) Validate() error {
 	return p.Err()
 }
 
+var rolloutEnvironments = []string{string(events.EnvironmentProduction), string(events.EnvironmentStaging),
+	string(events.EnvironmentTesting), string(events.EnvironmentDevelopment)}
+
+// validateRollout checks the policies: each is first, each or all, and all names the clusters it
+// waits for in at least one environment (its own or the default's).
+func validateRollout(p *config.Problems, r rolloutRules) {
+	check := func(path string, rp rolloutPolicy, inherited map[string][]string) {
+		switch events.RolloutPolicy(rp.Policy) {
+		case "", events.RolloutFirst, events.RolloutEach:
+		case events.RolloutAll:
+			expected := maps.Clone(inherited)
+			if expected == nil {
+				expected = map[string][]string{}
+			}
+			maps.Copy(expected, rp.ExpectedClusters)
+			if !slices.ContainsFunc(slices.Collect(maps.Values(expected)), func(cs []string) bool { return len(cs) > 0 }) {
+				p.Addf(path, "policy all needs expected_clusters for at least one environment")
+			}
+		default:
+			p.Addf(path+".policy", "%q is not first, each or all", rp.Policy)
+		}
+		for _, env := range slices.Sorted(maps.Keys(rp.ExpectedClusters)) {
+			epath := path + ".expected_clusters." + env
+			if !slices.Contains(rolloutEnvironments, env) {
+				p.Addf(epath, "not an environment (%s)", strings.Join(rolloutEnvironments, ", "))
+			}
+			for i, c := range rp.ExpectedClusters[env] {
+				if j := slices.Index(rp.ExpectedClusters[env], c); c == "" {
+					p.Addf(fmt.Sprintf("%s[%d]", epath, i), "empty")
+				} else if j < i {
+					p.Addf(fmt.Sprintf("%s[%d]", epath, i), "%q repeats %s[%d]", c, epath, j)
+				}
+			}
+		}
+	}
+	check("enricher.rollout", r.rolloutPolicy, nil)
+	for _, name := range slices.Sorted(maps.Keys(r.Components)) {
+		path := "enricher.rollout.components." + name
+		if name == "" {
+			p.Addf(path, "empty component name")
+		}
+		o := r.Components[name]
+		if o.Policy == "" {
+			o.Policy = r.Policy
+		}
+		check(path, o, r.ExpectedClusters)
+	}
+}
+
 // validateRouting checks the teams the enricher routes to; the keys only devlake-sink reads are
 // devlake-sink's to check.
 func validateRouting(p *config.Problems, d config.DevLake) {
@@ -137,7 +213,16 @@ func validateRouting(p *config.Problems, d config.DevLake) {
 // enrichConfig is the routing and product mapping the core needs.
 func (r rules) enrichConfig() enrich.Config {
 	c := enrich.Config{GlobalProjectID: r.Integration.Devlake.ProjectID, RepoHosts: r.Github.RepoHosts,
-		HistoryPerComponent: r.Enricher.HistoryPerComponent}
+		HistoryPerComponent: r.Enricher.HistoryPerComponent, IncidentLinkLookback: r.Enricher.IncidentLinkLookback,
+		Rollout: enrich.RolloutConfig{Policy: events.RolloutPolicy(r.Enricher.Rollout.Policy),
+			Expected: expectedClusters(r.Enricher.Rollout.ExpectedClusters)}}
+	for name, o := range r.Enricher.Rollout.Components {
+		if c.Rollout.Components == nil {
+			c.Rollout.Components = map[string]enrich.RolloutOverride{}
+		}
+		c.Rollout.Components[name] = enrich.RolloutOverride{Policy: events.RolloutPolicy(o.Policy),
+			Expected: expectedClusters(o.ExpectedClusters)}
+	}
 	for _, t := range r.Integration.Devlake.Teams {
 		c.Teams = append(c.Teams, enrich.Team{Name: t.Name, ProjectID: t.ProjectID, Components: t.ArgocdComponents})
 	}
@@ -145,6 +230,17 @@ func (r rules) enrichConfig() enrich.Config {
 		c.Products = append(c.Products, enrich.Product{Name: p.Name, Components: p.Components, Teams: p.Teams})
 	}
 	return c
+}
+
+func expectedClusters(m map[string][]string) map[events.Environment][]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[events.Environment][]string, len(m))
+	for env, cs := range m {
+		out[events.Environment(env)] = cs
+	}
+	return out
 }
 
 // credentials are the GitHub credentials from the environment: a token, or a GitHub App.

@@ -124,7 +124,8 @@ type handlers struct {
 // what makes it exactly-once in effect: skip if the ID was processed; compute; commit the
 // baselines and history with compare-and-set (a baseline remembers the state before the deployment
 // that wrote it, so a redelivery recomputes the same event); publish (with the same ID as
-// Nats-Msg-Id, so a republish after a crash is dropped by JetStream); mark the ID processed. State
+// Nats-Msg-Id, so a republish after a crash is dropped by JetStream), then the change failures it
+// reveals (GitOps reverts) on their own subject; mark the ID processed. State
 // is committed before the event is published, so an event is never published from state another
 // replica had already moved: the compare-and-set fails, and the retry recomputes.
 func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObserved) error {
@@ -143,10 +144,18 @@ func (h *handlers) enrichDeployment(ctx context.Context, in events.DeploymentObs
 	if err := h.pub.Publish(ctx, plan.Event); err != nil {
 		return err
 	}
+	// The change failures a revert reveals follow the revert's event; a crash in between
+	// recomputes both, and JetStream drops what it already has (Nats-Msg-Id is each event's ID).
+	for _, cf := range plan.Inferred {
+		if err := h.pub.Publish(ctx, cf); err != nil {
+			return err
+		}
+	}
 	if err := h.markProcessed(ctx, in.ID); err != nil {
 		return err
 	}
 	h.m.deploymentEnriched(plan.Event)
+	h.m.inferred.Add(float64(len(plan.Inferred)))
 	log.Debug().Str(logging.FieldApplication, in.Application).Int("commits", len(plan.Event.Commits)).
 		Strs("quality", flagStrings(plan.Event.Quality)).Msg("deployment enriched")
 	return nil
@@ -162,9 +171,15 @@ func (h *handlers) plan(ctx context.Context, in events.DeploymentObserved) (enri
 		if err != nil {
 			return enrich.Plan{}, classify(err)
 		}
+		// An invalid event is a bug, not a condition that passes: dead-letter it rather than block
+		// the ordered consumer.
 		if err := plan.Event.Validate(); err != nil {
-			// A bug, not a condition that passes: dead-letter it rather than block the ordered consumer.
 			return enrich.Plan{}, messaging.Permanent(err)
+		}
+		for _, cf := range plan.Inferred {
+			if err := cf.Validate(); err != nil {
+				return enrich.Plan{}, messaging.Permanent(err)
+			}
 		}
 		err = h.enr.Apply(ctx, plan)
 		if errors.Is(err, errStateMoved) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,6 +160,16 @@ func (p *pipeline) publish(subject, msgID string, v any) {
 // stored returns the bodies of every message on subject in stream, in order.
 func (p *pipeline) stored(stream, subject string) [][]byte {
 	p.t.Helper()
+	var out [][]byte
+	for _, m := range p.storedMsgs(stream, subject) {
+		out = append(out, m.Data)
+	}
+	return out
+}
+
+// storedMsgs returns every message on subject in stream, with its headers, in order.
+func (p *pipeline) storedMsgs(stream, subject string) []*jetstream.RawStreamMsg {
+	p.t.Helper()
 	s, err := p.js.Stream(p.t.Context(), stream)
 	if err != nil {
 		p.t.Fatal(err)
@@ -167,7 +178,7 @@ func (p *pipeline) stored(stream, subject string) [][]byte {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	var out [][]byte
+	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(p.t.Context(), seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -177,7 +188,7 @@ func (p *pipeline) stored(stream, subject string) [][]byte {
 			p.t.Fatal(err)
 		}
 		if m.Subject == subject {
-			out = append(out, m.Data)
+			out = append(out, m)
 		}
 	}
 	return out
@@ -250,8 +261,8 @@ func TestEnrichesDeploymentsAndIncidentsOnce(t *testing.T) {
 			t.Errorf("enriched[%d].id = %s, want %s", i, d.ID, wantIDs[i])
 		}
 	}
-	if diff := cmp.Diff([]string{first}, shaList(got[0].Commits)); diff != "" {
-		t.Errorf("first deployment commits (-want +got):\n%s", diff)
+	if len(got[0].Commits) != 0 || got[0].Ranges[0].HeadSHA != first {
+		t.Errorf("first deployment: commits %v, ranges %+v; want none, the head %s as baseline", shaList(got[0].Commits), got[0].Ranges, first)
 	}
 	if diff := cmp.Diff(append(append([]string(nil), squashed...), merged...), shaList(got[1].Commits)); diff != "" {
 		t.Errorf("second deployment commits (-want +got):\n%s", diff)
@@ -259,8 +270,10 @@ func TestEnrichesDeploymentsAndIncidentsOnce(t *testing.T) {
 	if c := got[1].Commits[0]; c.PullRequest == nil || c.PullRequest.Number != pr {
 		t.Errorf("squash commit pull request = %+v, want #%d", c.PullRequest, pr)
 	}
-	if len(got[2].Commits) != 0 || len(got[2].Ranges) != 1 || got[2].Ranges[0].Status != events.CompareIdentical {
-		t.Errorf("second cluster: commits %d, ranges %+v; want none, identical", len(got[2].Commits), got[2].Ranges)
+	if r := got[2].Rollout; len(got[2].Commits) != 0 || len(got[2].Ranges) != 0 || r == nil || r.Counted ||
+		r.LogicalID != got[1].Rollout.LogicalID {
+		t.Errorf("second cluster: commits %d, ranges %+v, rollout %+v; want none, none, a child of %s not counted",
+			len(got[2].Commits), got[2].Ranges, r, got[1].Rollout.LogicalID)
 	}
 	wantRouting := events.Routing{Teams: []string{"payments"}, Targets: []events.Target{
 		{Scope: events.ScopeGlobal, ProjectID: "1"}, {Scope: events.ScopeTeam, Team: "payments", ProjectID: "2"}}}
@@ -289,18 +302,108 @@ func TestEnrichesDeploymentsAndIncidentsOnce(t *testing.T) {
 		}
 		return p.metric(`doraflow_enricher_duplicates_skipped_total{kind="incident"} 1`)
 	})
-	wantLink := &events.DeploymentLink{DeploymentID: d3.ID, Component: "checkout", Environment: events.EnvironmentProduction,
-		FinishedAt: d3.FinishedAt, Reason: events.LinkLastProductionDeployment}
+	// The logical deployment d2 and d3 (its second cluster) belong to, from its first finish.
+	wantLink := &events.DeploymentLink{DeploymentID: events.LogicalDeploymentID("checkout", events.EnvironmentProduction, d2.ID),
+		Component: "checkout", Environment: events.EnvironmentProduction, FinishedAt: d2.FinishedAt,
+		Reason: events.LinkLastProductionDeployment}
 	if diff := cmp.Diff(wantLink, incs[0].CausedBy); diff != "" {
 		t.Errorf("caused_by (-want +got):\n%s", diff)
 	}
 	for _, line := range []string{
 		`doraflow_enricher_enriched_total{kind="deployment"} 3`,
 		`doraflow_enricher_quality_flags_total{flag="first_deployment",kind="deployment"} 1`,
-		`doraflow_enricher_commit_ranges_total{status="identical"} 1`,
+		`doraflow_enricher_commit_ranges_total{status="identical"} 0`,
 		`doraflow_enricher_github_requests_total{endpoint="compare",outcome="ok"} 1`,
-		`doraflow_enricher_github_requests_total{endpoint="graphql_pull_requests",outcome="ok"} 2`,
+		`doraflow_enricher_github_requests_total{endpoint="graphql_pull_requests",outcome="ok"} 1`,
 		`doraflow_enricher_github_rate_limit_remaining{resource="core"} 5000`,
+	} {
+		if err := p.metric(line); err != nil {
+			t.Error(err)
+		}
+	}
+	p.svc.Stop(t)
+}
+
+// TestTwoClustersAreOneLogicalDeploymentAndARevertIsAChangeFailure rolls three changes out to two
+// production clusters: each change is one counted logical deployment, whose second cluster asks
+// GitHub nothing; the third change is a git revert of the second, which becomes a rollback and puts
+// one ChangeFailureInferred for the second change on the bus.
+func TestTwoClustersAreOneLogicalDeploymentAndARevertIsAChangeFailure(t *testing.T) {
+	p := startPipeline(t)
+	r := p.repo
+	var sent []events.DeploymentObserved
+	rollout := func(sha string) {
+		for _, cluster := range []string{"eu", "us"} {
+			d := p.deployment(cluster, sha)
+			p.publish(events.SubjectDeploymentObserved, d.ID, d)
+			sent = append(sent, d)
+		}
+	}
+	rollout(r.Push(1)[0])
+	bad := r.Push(1)[0]
+	rollout(bad)
+	revert := r.Revert(bad)
+	rollout(revert)
+	got := p.waitDeployments(len(sent))
+
+	logical := func(i int) string {
+		return events.LogicalDeploymentID("checkout", events.EnvironmentProduction, sent[i].ID)
+	}
+	type row struct {
+		LogicalID  string
+		Counted    bool
+		Clusters   []string
+		Kind       events.Kind
+		RollbackOf string
+		Commits    []string
+	}
+	want := []row{
+		{logical(0), true, []string{"eu"}, events.KindDeploy, "", nil},
+		{logical(0), false, []string{"eu", "us"}, events.KindDeploy, "", nil},
+		{logical(2), true, []string{"eu"}, events.KindDeploy, "", []string{bad}},
+		{logical(2), false, []string{"eu", "us"}, events.KindDeploy, "", nil},
+		{logical(4), true, []string{"eu"}, events.KindRollback, logical(2), []string{revert}},
+		{logical(4), false, []string{"eu", "us"}, events.KindDeploy, "", nil},
+	}
+	var rows []row
+	for _, d := range got {
+		rows = append(rows, row{d.Rollout.LogicalID, d.Rollout.Counted, d.Rollout.Clusters, d.Kind, d.RollbackOf, shaList(d.Commits)})
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("enriched deployments (-want +got):\n%s", diff)
+	}
+
+	wantCF := events.ChangeFailureInferred{ChangeFailureSignal: events.ChangeFailureSignal{
+		ID: events.ChangeFailureID(logical(2), events.DetectionRevert, false), DeploymentID: logical(2), Source: "enricher",
+		Instance: "argocd", Namespace: "shop", Application: "checkout-eu", Component: "checkout",
+		Environment: events.EnvironmentProduction, Detection: events.DetectionRevert, DetectedAt: sent[4].FinishedAt,
+		DeploymentFinishedAt: sent[2].FinishedAt, RelatedID: logical(4)}}
+	var cfs []events.ChangeFailureInferred
+	wait.For(t, 10*time.Second, func() error {
+		cfs = nil
+		for _, m := range p.storedMsgs(events.StreamEnriched, events.SubjectChangeFailureInferred) {
+			var cf events.ChangeFailureInferred
+			if err := json.Unmarshal(m.Data, &cf); err != nil {
+				return err
+			}
+			if id := m.Header.Get(nats.MsgIdHdr); id != cf.ID {
+				return fmt.Errorf("Nats-Msg-Id %q, want the event ID %q", id, cf.ID)
+			}
+			cfs = append(cfs, cf)
+		}
+		if len(cfs) != 1 {
+			return fmt.Errorf("%d inferred change failures, want 1", len(cfs))
+		}
+		return nil
+	})
+	if diff := cmp.Diff([]events.ChangeFailureInferred{wantCF}, cfs, cmpopts.IgnoreFields(events.ChangeFailureSignal{}, "Reason")); diff != "" {
+		t.Errorf("inferred change failures (-want +got):\n%s", diff)
+	}
+	for _, line := range []string{
+		`doraflow_enricher_change_failures_inferred_total 1`,
+		`doraflow_enricher_quality_flags_total{flag="revert",kind="deployment"} 1`,
+		// The second cluster of each change asks GitHub nothing: one compare per change after the first.
+		`doraflow_enricher_github_requests_total{endpoint="compare",outcome="ok"} 2`,
 	} {
 		if err := p.metric(line); err != nil {
 			t.Error(err)
@@ -395,11 +498,14 @@ func TestReplicasEnrichInOrderFromCurrentState(t *testing.T) {
 	const n = 30
 	var want [][]string
 	var sent []events.DeploymentObserved
-	for range n {
+	for i := range n {
 		shas := p.repo.Push(1)
 		d := p.deployment("eu", shas[0])
 		p.publish(events.SubjectDeploymentObserved, d.ID, d)
 		sent = append(sent, d)
+		if i == 0 {
+			shas = nil // the first deployment sets the baseline and ships no lead-time commits
+		}
 		want = append(want, shas)
 	}
 	got := p.waitDeployments(n)

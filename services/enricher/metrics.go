@@ -23,7 +23,7 @@ const (
 var qualityFlags = []events.QualityFlag{
 	events.QualityFirstDeployment, events.QualityNoAppSHA, events.QualityUnknownRepo, events.QualityRepoNotFound,
 	events.QualityRepoForbidden, events.QualityDivergedHistory, events.QualityBehind, events.QualityNoTeam,
-	events.QualityUnknownEnvironment, events.QualityNoLinkedDeployment,
+	events.QualityUnknownEnvironment, events.QualityAmbiguousImage, events.QualityRevert,
 }
 
 // metrics are the enricher's own metrics. It implements github.Observer and github.CacheObserver.
@@ -39,6 +39,7 @@ type metrics struct {
 	duplicates     *prometheus.CounterVec
 	cacheWriteErrs prometheus.Counter
 	stateMoved     prometheus.Counter
+	inferred       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,9 +71,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "GitHub answers not written to the cache (each costs one GitHub call on a later miss)."}),
 		stateMoved: prometheus.NewCounter(prometheus.CounterOpts{Name: name("state_conflicts_total"),
 			Help: "Deployments recomputed because another replica changed their state since this one read it."}),
+		inferred: prometheus.NewCounter(prometheus.CounterOpts{Name: name("change_failures_inferred_total"),
+			Help: "Change failures inferred from commit history (GitOps reverts) and published."}),
 	}
 	reg.MustRegister(m.githubRequests, m.rateRemaining, m.rateReset, m.cacheLookups, m.enriched, m.quality,
-		m.ranges, m.commits, m.duplicates, m.cacheWriteErrs, m.stateMoved)
+		m.ranges, m.commits, m.duplicates, m.cacheWriteErrs, m.stateMoved, m.inferred)
 	for _, k := range []string{kindDeployment, kindIncident} {
 		m.enriched.WithLabelValues(k)
 		m.duplicates.WithLabelValues(k)
@@ -82,6 +85,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.quality.WithLabelValues(kindIncident, string(events.QualityNoTeam))
 	m.quality.WithLabelValues(kindIncident, string(events.QualityNoLinkedDeployment))
+	m.quality.WithLabelValues(kindIncident, string(events.QualityLinkTooOld))
 	for _, s := range []events.CompareStatus{events.CompareAhead, events.CompareIdentical, events.CompareBehind,
 		events.CompareDiverged, events.CompareFirst} {
 		m.ranges.WithLabelValues(string(s))
