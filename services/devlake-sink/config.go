@@ -44,6 +44,13 @@ type sinkRules struct {
 	// GitOpsCommitFallback posts a deployment without application commits with its GitOps
 	// revision as the commit (the seed's behaviour); off, such deployments are skipped and counted.
 	GitOpsCommitFallback bool `yaml:"gitops_commit_fallback"`
+	// PullRequests posts the merged pull requests of posted deployments to
+	// connections/{id}/pull_requests, which DevLake's lead time reads. It needs DevLake v1.0.3+:
+	// turn it off for v1.0.1 and v1.0.2, which answer 404 there.
+	PullRequests bool `yaml:"pull_requests"`
+	// PullRequestCreatedFromFirstCommit posts a pull request's first commit time as its createdDate
+	// when earlier, so DevLake's cycle time starts at the first commit as doraflow's lead time does.
+	PullRequestCreatedFromFirstCommit bool `yaml:"pull_request_created_from_first_commit"`
 }
 
 type connectionRule struct {
@@ -70,6 +77,7 @@ func defaultRules() rules {
 	return rules{Sink: sinkRules{
 		Timeout: 10 * time.Second, Attempts: 3, Backoff: 500 * time.Millisecond, MaxBackoff: 10 * time.Second,
 		AckWait: 2 * time.Minute, Concurrency: 8, GitOpsCommitFallback: true,
+		PullRequests: true, PullRequestCreatedFromFirstCommit: true,
 		Breaker: breakerRules{Failures: 5, OpenFor: 10 * time.Second, MaxOpenFor: 5 * time.Minute,
 			ConfigErrorOpenFor: 5 * time.Minute},
 	}}

@@ -57,6 +57,7 @@ func starter(getenv func(string) string) func(context.Context, *service.Deps[rul
 		sk := sink.New(client, kvStore{kv: kv}, m, sink.Options{
 			Connections: conns, Attempts: s.Attempts, Backoff: s.Backoff, MaxBackoff: s.MaxBackoff,
 			RequestTimeout: s.Timeout, GitOpsFallback: s.GitOpsCommitFallback,
+			PullRequests: s.PullRequests, PRCreatedFromFirstCommit: s.PullRequestCreatedFromFirstCommit,
 			Breaker: sink.BreakerConfig{Failures: s.Breaker.Failures, OpenFor: s.Breaker.OpenFor,
 				MaxOpenFor: s.Breaker.MaxOpenFor, ConfigOpenFor: s.Breaker.ConfigErrorOpenFor},
 		})

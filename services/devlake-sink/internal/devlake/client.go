@@ -20,8 +20,10 @@ type Kind string
 
 // Kinds.
 const (
-	KindDeployments Kind = "deployments"
-	KindIssues      Kind = "issues"
+	KindDeployments  Kind = "deployments"
+	KindIssues       Kind = "issues"
+	KindPullRequests Kind = "pull_requests" // DevLake v1.0.3+
+
 )
 
 // Class is how the sink must react to an answer (devlake-webhook.md §4).

@@ -51,6 +51,7 @@ const (
 	StatusDone        = "DONE"
 	StatusInProgress  = "IN_PROGRESS"
 	IssueTypeIncident = "INCIDENT"
+	PRStatusMerged    = "MERGED"
 )
 
 // Deployment is the body of POST connections/{id}/deployments. Every post is the complete object:
@@ -98,6 +99,23 @@ type Issue struct {
 	CreatedDate    Time   `json:"createdDate"`
 	UpdatedDate    Time   `json:"updatedDate,omitzero"`
 	ResolutionDate Time   `json:"resolutionDate,omitzero"`
+}
+
+// PullRequest is the body of POST connections/{id}/pull_requests (v1.0.3+). DevLake stores it as
+// pull_requests row webhook:<connection>:<PullRequestKey>, so the key alone identifies it on a
+// connection. BaseRepoID must be webhook:<connection>: the project's repos mapping holds that id,
+// and DORA reads only pull requests of the project's repos.
+type PullRequest struct {
+	ID             string `json:"id"`
+	BaseRepoID     string `json:"baseRepoId"`
+	Status         string `json:"status"`
+	OriginalStatus string `json:"originalStatus,omitempty"`
+	DisplayTitle   string `json:"displayTitle"`
+	URL            string `json:"url,omitempty"`
+	PullRequestKey int    `json:"pullRequestKey"`
+	CreatedDate    Time   `json:"createdDate"`
+	MergedDate     Time   `json:"mergedDate,omitzero"`
+	MergeCommitSha string `json:"mergeCommitSha,omitempty"`
 }
 
 // ErrNotRepoURL means a repository URL has no recognisable host and owner/repository path.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/doraflow/doraflow/pkg/events"
@@ -250,4 +251,96 @@ func BuildIssue(ev events.IncidentEnriched) devlake.Issue {
 		is.ResolutionDate = devlake.At(ev.ResolvedAt)
 	}
 	return is
+}
+
+// PullRequestPost is one pull request posted for a deployment, with its canonical repository (the
+// pull request key alone identifies a DevLake row on a connection, so the ledger keeps the repository).
+type PullRequestPost struct {
+	Repo string
+	Body devlake.PullRequest
+}
+
+// BuildPullRequests returns the merged pull requests of a posted successful deployment's commits,
+// for DevLake's change lead time (project_pr_metrics): one per (repository, number), ordered by
+// repository and number. A pull request's merge commit is the one DevLake links to a deployment:
+// the deployed head of its repository when that commit belongs to the pull request (a squash
+// merge, or the head of a merge), else its latest commit (by commit time, then order). Pull
+// requests without a merge time are left out: DevLake ignores them.
+//
+// With firstCommit, createdDate is the pull request's first commit when that is earlier than its
+// creation. The webhook cannot write pull_request_commits, so DevLake's coding time (first commit →
+// created) is always empty and its cycle time would start at the creation; starting createdDate at
+// the first commit makes DevLake's cycle time span first commit → deployment, doraflow's lead time.
+func BuildPullRequests(ev events.DeploymentEnriched, conn uint64, posted devlake.Deployment, firstCommit bool) []PullRequestPost {
+	if posted.Result != devlake.ResultSuccess {
+		return nil
+	}
+	heads := map[string]bool{}
+	for _, c := range posted.DeploymentCommits {
+		heads[c.RepoURL+"@"+c.CommitSha] = true
+	}
+	type group struct {
+		repo  string
+		pr    events.PullRequest
+		merge events.Commit
+		head  bool
+	}
+	groups := map[string]*group{}
+	for _, c := range ev.Commits {
+		repo, err := devlake.CanonicalRepoURL(c.RepoURL)
+		sha := strings.ToLower(c.SHA)
+		if err != nil || c.PullRequest == nil || c.PullRequest.Number <= 0 || c.PullRequest.MergedAt.IsZero() || !devlake.IsCommitSHA(sha) {
+			continue
+		}
+		key := fmt.Sprintf("%s#%d", repo, c.PullRequest.Number)
+		g, seen := groups[key]
+		isHead := heads[repo+"@"+sha]
+		switch {
+		case !seen:
+			groups[key] = &group{repo: repo, pr: *c.PullRequest, merge: c, head: isHead}
+		case g.head:
+		case isHead || !c.CommittedAt.Before(g.merge.CommittedAt):
+			g.merge, g.head = c, isHead
+		}
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := groups[keys[i]], groups[keys[j]]
+		if a.repo != b.repo {
+			return a.repo < b.repo
+		}
+		return a.pr.Number < b.pr.Number
+	})
+	out := make([]PullRequestPost, 0, len(keys))
+	for _, k := range keys {
+		g := groups[k]
+		url := g.pr.URL
+		if url == "" || len(url) > 255 {
+			url = fmt.Sprintf("%s/pull/%d", g.repo, g.pr.Number)
+		}
+		created := g.pr.CreatedAt
+		if fc := g.pr.FirstCommitAt; firstCommit && !fc.IsZero() && (created.IsZero() || fc.Before(created)) {
+			created = fc
+		}
+		if created.IsZero() || created.After(g.pr.MergedAt) {
+			created = g.pr.MergedAt
+		}
+		title := g.merge.Title
+		if title == "" {
+			title = fmt.Sprintf("%s#%d", strings.TrimPrefix(g.repo, "https://"), g.pr.Number)
+		}
+		if len(title) > 255 {
+			title = title[:255]
+		}
+		out = append(out, PullRequestPost{Repo: g.repo, Body: devlake.PullRequest{
+			ID: url, BaseRepoID: fmt.Sprintf("webhook:%d", conn), Status: devlake.PRStatusMerged,
+			OriginalStatus: "merged", DisplayTitle: title, URL: url, PullRequestKey: g.pr.Number,
+			CreatedDate: devlake.At(created), MergedDate: devlake.At(g.pr.MergedAt),
+			MergeCommitSha: strings.ToLower(g.merge.SHA),
+		}})
+	}
+	return out
 }

@@ -87,6 +87,12 @@ type Options struct {
 	Breaker        BreakerConfig
 	// GitOpsFallback posts deployments without application commits with their GitOps commit.
 	GitOpsFallback bool
+	// PullRequests posts the merged pull requests of every posted successful deployment's commits
+	// (DevLake v1.0.3+), which DevLake's change lead time is computed from.
+	PullRequests bool
+	// PRCreatedFromFirstCommit posts a pull request's first commit time as its createdDate when it
+	// is earlier (BuildPullRequests).
+	PRCreatedFromFirstCommit bool
 	// Now and Rand are for tests.
 	Now  func() time.Time
 	Rand func() float64
@@ -331,30 +337,95 @@ func (s *Sink) Deployment(ctx context.Context, ev events.DeploymentEnriched) (Re
 		key := LedgerKey("deployment", c.ID, LogicalID(ev))
 		digest := digestOf(body)
 		old, _, err := s.store.Get(ctx, key)
+		posted := false
 		switch {
 		case err == nil:
 			var rec deploymentRecord
 			if json.Unmarshal(old, &rec) == nil && rec.Digest != digest {
 				// Re-posting the id with other commits would leave DevLake's old commit rows
-				// behind; the first version stands.
+				// behind; the first version stands, and so do its pull requests.
 				s.obs.LedgerSkip(devlake.KindDeployments, LedgerChanged)
 				return targetOutcome{changed: true}
 			}
 			s.obs.LedgerSkip(devlake.KindDeployments, LedgerDuplicate)
-			return targetOutcome{}
 		case !errors.Is(err, ErrNotFound):
 			return targetOutcome{err: fmt.Errorf("connection %d: read ledger: %w", c.ID, err)}
+		default:
+			if err := s.post(ctx, c, devlake.KindDeployments, body); err != nil {
+				return targetOutcome{err: targetError(c, "deployment "+payload.ID, err)}
+			}
+			rec, _ := json.Marshal(deploymentRecord{DeploymentID: payload.ID, Digest: digest, PostedAt: s.opts.Now().UTC()})
+			if _, err := s.store.Create(ctx, key, rec); err != nil && !errors.Is(err, ErrExists) {
+				// Posted but not recorded: the retry posts again, which DevLake absorbs as an upsert.
+				return targetOutcome{err: fmt.Errorf("connection %d: record deployment %s: %w", c.ID, payload.ID, err)}
+			}
+			posted = true
 		}
-		if err := s.post(ctx, c, devlake.KindDeployments, body); err != nil {
-			return targetOutcome{err: targetError(c, "deployment "+payload.ID, err)}
+		// Pull requests follow their deployment, also when it was posted by an earlier delivery
+		// whose pull request posts failed.
+		if s.opts.PullRequests {
+			for _, pr := range BuildPullRequests(ev, c.ID, payload, s.opts.PRCreatedFromFirstCommit) {
+				if err := s.pullRequestOn(ctx, c, pr); err != nil {
+					return targetOutcome{err: err}
+				}
+			}
 		}
-		rec, _ := json.Marshal(deploymentRecord{DeploymentID: payload.ID, Digest: digest, PostedAt: s.opts.Now().UTC()})
-		if _, err := s.store.Create(ctx, key, rec); err != nil && !errors.Is(err, ErrExists) {
-			// Posted but not recorded: the retry posts again, which DevLake absorbs as an upsert.
-			return targetOutcome{err: fmt.Errorf("connection %d: record deployment %s: %w", c.ID, payload.ID, err)}
-		}
-		return targetOutcome{posted: true}
+		return targetOutcome{posted: posted}
 	})
+}
+
+// pullRequestRecord is the ledger entry of a pull request posted on a connection.
+type pullRequestRecord struct {
+	Repo     string    `json:"repo"`
+	Digest   string    `json:"digest"`
+	PostedAt time.Time `json:"posted_at"`
+}
+
+// LedgerPRKeyTaken is the ledger skip of a pull request whose number another repository's pull
+// request already holds on the connection: DevLake's row id is webhook:<connection>:<number>, so
+// posting it would overwrite the other one. The first stands.
+const LedgerPRKeyTaken = "key_taken"
+
+// pullRequestOn posts one pull request unless the ledger shows it posted with the same content.
+// A pull request row has no child rows, so a changed one is posted again.
+func (s *Sink) pullRequestOn(ctx context.Context, c Connection, pr PullRequestPost) error {
+	body, err := json.Marshal(pr.Body)
+	if err != nil {
+		return permanentError{fmt.Errorf("encode pull request: %w", err)}
+	}
+	key := LedgerKey("pull_request", c.ID, fmt.Sprint(pr.Body.PullRequestKey))
+	digest := digestOf(body)
+	raw, rev, err := s.store.Get(ctx, key)
+	found := err == nil
+	switch {
+	case found:
+		var rec pullRequestRecord
+		_ = json.Unmarshal(raw, &rec)
+		switch {
+		case rec.Repo != pr.Repo:
+			s.obs.LedgerSkip(devlake.KindPullRequests, LedgerPRKeyTaken)
+			return nil
+		case rec.Digest == digest:
+			s.obs.LedgerSkip(devlake.KindPullRequests, LedgerDuplicate)
+			return nil
+		}
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("connection %d: read ledger: %w", c.ID, err)
+	}
+	if err := s.post(ctx, c, devlake.KindPullRequests, body); err != nil {
+		return targetError(c, fmt.Sprintf("pull request %s#%d", pr.Repo, pr.Body.PullRequestKey), err)
+	}
+	rec, _ := json.Marshal(pullRequestRecord{Repo: pr.Repo, Digest: digest, PostedAt: s.opts.Now().UTC()})
+	if found {
+		_, err = s.store.Update(ctx, key, rec, rev)
+	} else {
+		_, err = s.store.Create(ctx, key, rec)
+	}
+	if err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrConflict) {
+		// Posted but not recorded: the retry posts again, an upsert.
+		return fmt.Errorf("connection %d: record pull request %d: %w", c.ID, pr.Body.PullRequestKey, err)
+	}
+	return nil
 }
 
 // incidentState is the last incident state posted on a connection. Payload is kept so a replica
