@@ -153,9 +153,14 @@ type placement struct {
 
 // place puts a successful deployment (not a redeploy) of a known environment into its logical
 // deployment: it joins the most recent logical deployment with the same fingerprint that its
-// cluster has not deployed yet, or starts a new one. An empty fingerprint joins nothing.
+// cluster has not deployed yet, or starts a new one. An empty fingerprint joins nothing, is not
+// stored, and is counted as under first.
 func (e *Enricher) place(ctx context.Context, in events.DeploymentObserved, fp string) (placement, error) {
 	policy, expected := e.policy(in.Component, in.Environment)
+	if fp == "" && policy == events.RolloutAll {
+		// Nothing to match other clusters by: the logical deployment could never complete.
+		policy, expected = events.RolloutFirst, nil
+	}
 	st := rolloutState{Component: in.Component, Environment: string(in.Environment)}
 	if fp != "" {
 		var stored rolloutState

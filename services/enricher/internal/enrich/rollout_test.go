@@ -192,6 +192,21 @@ func TestFingerprints(t *testing.T) {
 	}
 }
 
+// Without a fingerprint a deployment cannot be matched across clusters: it is a logical deployment
+// of its own, counted as under first even when the policy is all (it could never complete).
+func TestNoFingerprintIsCountedAlone(t *testing.T) {
+	f := newFixtureWith(t, withPolicy(events.RolloutAll))
+	for _, cluster := range []string{"eu", "us"} {
+		in := f.dep(prod, cluster, "")
+		in.AppCommits = nil
+		want := &events.Rollout{LogicalID: events.LogicalDeploymentID("checkout", prod, in.ID), Policy: events.RolloutFirst,
+			Counted: true, Clusters: []string{cluster}, Complete: true, FirstFinishedAt: in.FinishedAt}
+		if diff := cmp.Diff(want, f.enrich(in).Rollout); diff != "" {
+			t.Errorf("%s: rollout (-want +got):\n%s", cluster, diff)
+		}
+	}
+}
+
 func TestFailedAndUnknownEnvironmentsHaveNoRollout(t *testing.T) {
 	f := newFixture(t)
 	a := f.repo.Push(1)[0]
