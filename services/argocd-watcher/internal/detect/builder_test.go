@@ -21,6 +21,7 @@ const (
 	revC     = "cccccccccccccccccccccccccccccccccccccccc"
 	appSHA1  = "1111111111111111111111111111111111111111"
 	appSHA2  = "2222222222222222222222222222222222222222"
+	appSHA3  = "3333333333333333333333333333333333333333"
 	digest64 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 )
 
@@ -188,3 +189,14 @@ func withHelmParam(e obj, name, value string) obj {
 	e["source"] = src
 	return e
 }
+
+// Images of the live pods in the rolling-update scenarios: the checkout image (tag = application
+// commit), a worker image of another repository and an injected sidecar without a commit.
+func checkoutImage(sha string) string { return "quay.io/acme/checkout:" + sha }
+
+func workerImage(sha string) string { return "registry.local:5000/acme/worker:build-" + sha }
+
+const (
+	istio122 = "docker.io/istio/proxyv2:1.22.0"
+	istio123 = "docker.io/istio/proxyv2:1.23.0"
+)

@@ -67,6 +67,10 @@ type Config struct {
 	// all of its history happened while doraflow was responsible, so it is emitted as live events
 	// even if the watcher was down when the application appeared.
 	WatchingSince time.Time
+	// ImageSettleTimeout bounds how long a new history entry is held while its rollout settles
+	// (health Progressing, or the live images still exactly the previous deployment's), so that
+	// status.summary.images shows the new revision's images; 0 publishes at once.
+	ImageSettleTimeout time.Duration
 	// Remember bounds the history entries kept in State for redeploy and rollback detection.
 	Remember int
 }
@@ -86,6 +90,13 @@ type State struct {
 	Watch *Watch `json:"watch,omitempty"`
 	// Open are change failures waiting for the application to be Healthy again.
 	Open []Failure `json:"open,omitempty"`
+	// Images are the images the latest published deployment resolved (one version per repository,
+	// every candidate of a repository it could not tell apart); the baseline's live images on first
+	// sight. A rollout's old images are told from its new ones by them (argocd.md §3.8).
+	Images []events.Image `json:"images,omitempty"`
+	// Held is the newest history entry while its rollout settles (ImageSettleTimeout), not yet
+	// published; persisted, so a restart neither loses nor repeats it.
+	Held *Held `json:"held,omitempty"`
 }
 
 // Entry is a processed history entry.
@@ -141,8 +152,14 @@ type Result struct {
 	Skipped []string
 	// Unresolved names fields of published deployments no rule could resolve: cluster, environment.
 	Unresolved []string
-	// RecheckAfter asks to call Detect again after this long even without a change (grace period).
+	// RecheckAfter asks to call Detect again after this long even without a change (grace period,
+	// a held entry's bound).
 	RecheckAfter time.Duration
+	// Held names why a new entry was held (HoldProgressing, HoldUnchangedImages), one per entry.
+	Held []string
+	// Released names why held entries were published (ReleaseSettled, ReleaseTimeout,
+	// ReleaseSuperseded, ReleaseRecreated), one per entry.
+	Released []string
 	// Problems are defects found while detecting (an unparsable image, an invalid event), for the
 	// malformed-application metric and logs.
 	Problems []argocd.Problem
@@ -165,6 +182,11 @@ func (c *Config) Detect(prev *State, app argocd.Application, now time.Time) Resu
 	res := Result{}
 	var st State
 	m := modeLive
+	if prev != nil && prev.UID != app.UID && prev.Held != nil {
+		// Recreated while an entry of the old incarnation was held: that deployment happened.
+		old := prev.clone()
+		c.supersede(&res, &old, ReleaseRecreated)
+	}
 	if prev == nil || prev.UID != app.UID {
 		res.FirstSight = true
 		st = State{UID: app.UID, LastHistoryID: -1}
@@ -192,8 +214,8 @@ func (c *Config) Detect(prev *State, app argocd.Application, now time.Time) Resu
 		if len(res.Events) > 0 {
 			res.Skipped = append(res.Skipped, SkipIgnoredComponent)
 		}
-		res.Events, res.Unresolved, res.RecheckAfter = nil, nil, 0
-		st.Watch, st.Open = nil, nil
+		res.Events, res.Unresolved, res.RecheckAfter, res.Held, res.Released = nil, nil, 0, nil, nil
+		st.Watch, st.Open, st.Held = nil, nil, nil
 	}
 	res.Events = c.valid(&res, res.Events)
 	res.State = st
@@ -204,6 +226,11 @@ func (s State) clone() State {
 	c := s
 	c.Entries = slices.Clone(s.Entries)
 	c.Open = slices.Clone(s.Open)
+	c.Images = slices.Clone(s.Images)
+	if s.Held != nil {
+		h := *s.Held
+		c.Held = &h
+	}
 	if s.Watch != nil {
 		w := *s.Watch
 		c.Watch = &w
@@ -220,6 +247,7 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 			st.LastHistoryID = e.ID
 		}
 		st.trim(c.remember())
+		st.Images = c.images(res, app)
 		return
 	}
 	var fresh []argocd.HistoryEntry
@@ -229,8 +257,12 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 		}
 	}
 	if len(fresh) == 0 {
+		if st.Held != nil {
+			c.settle(res, st, app, now)
+		}
 		return
 	}
+	c.supersede(res, st, ReleaseSuperseded)
 	if m == modeLive && fresh[0].ID > st.LastHistoryID+1 {
 		// Entries were truncated away while we were not looking. What they deployed is unknown, so
 		// the first entry after the gap has no known predecessor: forget the entries before it
@@ -239,7 +271,8 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 		st.Entries = nil
 	}
 	var newest *events.DeploymentObserved
-	for _, e := range fresh {
+	var live []events.Image
+	for i, e := range fresh {
 		fp := fingerprint(e)
 		kind, rollbackOf := classify(st.Entries, fp)
 		var prevEntry *Entry
@@ -260,16 +293,36 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 		if rollbackOf != nil {
 			d.RollbackOf = c.id(app, rollbackOf.ID)
 		}
-		res.Events = append(res.Events, &d)
-		newest = &d
+		var f *Failure
+		var sig *events.ChangeFailureSignal
 		if kind == events.KindRollback && prevEntry != nil {
-			f := Failure{
+			f = &Failure{
 				DeploymentID: c.id(app, prevEntry.ID), Detection: events.DetectionRollback,
 				DetectedAt: e.DeployedAt, DeploymentFinishedAt: prevEntry.FinishedAt, RelatedID: d.ID,
 				Reason: fmt.Sprintf("rolled back by history entry %d to the state of entry %d", e.ID, rollbackOf.ID),
 			}
-			res.Events = append(res.Events, c.signal(app, r, d.Environment, f, time.Time{}))
-			st.Open = append(st.Open, f)
+			sig = c.signal(app, r, d.Environment, *f, time.Time{})
+		}
+		newest = nil
+		if i == len(fresh)-1 {
+			// Live pods show the newest state; older entries caught up in the same call get no images.
+			live = c.images(res, app)
+			reason := ""
+			if m == modeLive && c.ImageSettleTimeout > 0 && now.Before(e.DeployedAt.Add(c.ImageSettleTimeout)) && !c.ignored(r.Component) {
+				reason = c.holdReason(app, kind, live, st.Images)
+			}
+			if reason != "" {
+				c.hold(res, st, app, r, d, f, sig, reason, now)
+			} else {
+				newest = &d
+			}
+		}
+		if st.Held == nil || st.Held.Deployment.ID != d.ID {
+			res.Events = append(res.Events, &d)
+			if sig != nil {
+				res.Events = append(res.Events, sig)
+				st.Open = append(st.Open, *f)
+			}
 		}
 		if d.Cluster == UnknownCluster || d.Environment == events.EnvironmentUnknown {
 			if d.Cluster == UnknownCluster {
@@ -281,10 +334,8 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 		}
 	}
 	st.trim(c.remember())
-	// Live pods show the newest state; older entries caught up in the same call get no images.
 	if newest != nil {
-		newest.Images = c.images(res, app)
-		newest.AppCommits = c.appCommits(newest.Images, r)
+		c.attachImages(newest, st, r, live)
 	}
 	last := fresh[len(fresh)-1]
 	st.Watch = nil
@@ -396,11 +447,18 @@ func (c *Config) deployment(app argocd.Application, r route, e argocd.HistoryEnt
 }
 
 func (c *Config) images(res *Result, app argocd.Application) []events.Image {
+	return c.parseImages(res, app.Images)
+}
+
+// parseImages parses image references, reporting unparsable ones in res (when not nil).
+func (c *Config) parseImages(res *Result, refs []string) []events.Image {
 	var out []events.Image
-	for _, ref := range app.Images {
+	for _, ref := range refs {
 		img, err := ParseImage(ref)
 		if err != nil {
-			res.Problems = append(res.Problems, argocd.Problem{Reason: argocd.ReasonBadImage, Detail: err.Error()})
+			if res != nil {
+				res.Problems = append(res.Problems, argocd.Problem{Reason: argocd.ReasonBadImage, Detail: err.Error()})
+			}
 			continue
 		}
 		out = append(out, img)
@@ -421,6 +479,9 @@ func (c *Config) failedOperation(res *Result, st *State, app argocd.Application,
 	}
 	if !op.StartedAt.After(st.LastFailedOperation) {
 		return // already seen
+	}
+	if m != modeBaseline {
+		c.supersede(res, st, ReleaseSuperseded) // the entry before a later operation goes first
 	}
 	st.LastFailedOperation = op.StartedAt
 	switch {
@@ -485,7 +546,7 @@ func (c *Config) health(res *Result, st *State, app argocd.Application, r route,
 			case since.After(w.Until):
 				st.Watch = nil
 			case now.Sub(since) < c.DegradedGrace:
-				res.RecheckAfter = c.DegradedGrace - now.Sub(since)
+				res.recheck(c.DegradedGrace - now.Sub(since))
 			default:
 				f := Failure{
 					DeploymentID: c.id(app, w.HistoryID), Detection: events.DetectionDegraded,
@@ -503,7 +564,8 @@ func (c *Config) health(res *Result, st *State, app argocd.Application, r route,
 			}
 		}
 	}
-	if app.Health == HealthHealthy && len(st.Open) > 0 {
+	// While an entry is held, recoveries wait for it, so that events keep their order.
+	if app.Health == HealthHealthy && len(st.Open) > 0 && st.Held == nil {
 		at := app.HealthChangedAt
 		if at.IsZero() {
 			at = now

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ func testConfig() *Config {
 		ComponentsToIgnore: []string{"monitoring"},
 		DegradedWindow:     30 * time.Minute,
 		DegradedGrace:      time.Minute,
+		ImageSettleTimeout: 10 * time.Minute,
 		WatchingSince:      t0.Add(-24 * time.Hour),
 	}
 }
@@ -83,7 +86,12 @@ func scenarios() []scenario {
 			{name: "reconciliation: nothing new", now: at(5 * time.Minute), app: func() obj {
 				return newApp("checkout-prd-1", "uid-new", at(0), prodPath).
 					history(entry(0, revA, prodPath, at(time.Minute))).
-					health("Healthy", at(3*time.Minute)).set([]string{"status", "reconciledAt"}, ts(at(5*time.Minute))).build()
+					images(
+						"quay.io/acme/checkout:"+appSHA1+"@"+digest64,
+						"registry.local:5000/acme/worker:build-"+appSHA2,
+						"docker.io/istio/proxyv2:1.22.0",
+						"nginx",
+					).health("Healthy", at(3*time.Minute)).set([]string{"status", "reconciledAt"}, ts(at(5*time.Minute))).build()
 			}},
 		}},
 		{name: "new_revision", steps: []step{
@@ -204,6 +212,12 @@ func scenarios() []scenario {
 					entry(3, revB, prodPath, at(40*time.Minute)), entry(4, revC, prodPath, at(50*time.Minute)),
 					entry(5, revB, prodPath, at(59*time.Minute))).health("Progressing", at(59*time.Minute)).build()
 			}},
+			{name: "healthy: the held rollback, then its change failure of C, then the recovery", now: at(62 * time.Minute), app: func() obj {
+				return newApp("checkout-prd-1", "uid-rb", at(0), prodPath).history(entry(0, revA, prodPath, at(time.Minute)),
+					entry(1, revB, prodPath, at(10*time.Minute)), entry(2, revA, prodPath, at(20*time.Minute)),
+					entry(3, revB, prodPath, at(40*time.Minute)), entry(4, revC, prodPath, at(50*time.Minute)),
+					entry(5, revB, prodPath, at(59*time.Minute))).health("Healthy", at(61*time.Minute)).build()
+			}},
 		}},
 		{name: "multi_source", steps: []step{
 			{name: "baseline of a multi-source app", now: at(0), app: func() obj { return multi("uid-ms", "1.4.0", revA, at(-time.Hour)).build() }},
@@ -250,7 +264,7 @@ func scenarios() []scenario {
 					annotation(LabelSourceRepo, "git@github.com:acme/storefront.git").
 					annotation(argocd.LastAppliedAnnotation, `{"huge":"object"}`).
 					history(entry(0, revA, "anything/prod", at(time.Minute))).
-					images("ghcr.io/acme/storefront:v1.2.3-"+appSHA1, "ghcr.io/acme/storefront:20240101").build()
+					images("ghcr.io/acme/storefront:v1.2.3-"+appSHA1, "ghcr.io/acme/storefront-migrations:20240101").build()
 			}},
 		}},
 		{name: "app_deleted_and_recreated", steps: []step{
@@ -312,6 +326,90 @@ func scenarios() []scenario {
 					es = append(es, entry(id, rev, prodPath, at(time.Duration(id)*10*time.Minute)))
 				}
 				return checkout("uid-1").history(es...).build()
+			}},
+		}},
+		{name: "rolling_update", steps: []step{
+			{name: "baseline: the old image runs", now: at(0), app: func() obj {
+				return checkout("uid-ru").history(e0).health("Healthy", at(-time.Hour)).
+					images(checkoutImage(appSHA2), istio122).build()
+			}},
+			{name: "entry 1 while old and new pods coexist: held", now: at(2 * time.Minute), app: func() obj {
+				return checkout("uid-ru").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA2), checkoutImage(appSHA1), istio122).build()
+			}},
+			{name: "still rolling: still held", now: at(5 * time.Minute), app: func() obj {
+				return checkout("uid-ru").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA1), checkoutImage(appSHA2), istio122).build()
+			}},
+			{name: "healthy: published with the new image's commit only", now: at(7 * time.Minute), app: func() obj {
+				return checkout("uid-ru").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Healthy", at(6*time.Minute)).
+					images(checkoutImage(appSHA1), istio122).build()
+			}},
+			{name: "entry 2 while the images are still entry 1's although the revision changed: held", now: at(20 * time.Minute), app: func() obj {
+				return checkout("uid-ru").history(e0, entry(1, revB, prodPath, at(time.Minute)), entry(2, revC, prodPath, at(19*time.Minute))).
+					health("Healthy", at(6*time.Minute)).images(checkoutImage(appSHA1), istio122).build()
+			}},
+			{name: "the new pods run: published with their commit", now: at(22 * time.Minute), app: func() obj {
+				return checkout("uid-ru").history(e0, entry(1, revB, prodPath, at(time.Minute)), entry(2, revC, prodPath, at(19*time.Minute))).
+					health("Healthy", at(21*time.Minute)).images(checkoutImage(appSHA3), istio122).build()
+			}},
+		}},
+		{name: "rolling_update_timeout", steps: []step{
+			{name: "baseline: the old image and sidecar run", now: at(0), app: func() obj {
+				return checkout("uid-rt").history(e0).health("Healthy", at(-time.Hour)).
+					images(checkoutImage(appSHA2), istio122).build()
+			}},
+			{name: "entry 1 while old and new pods coexist: held", now: at(2 * time.Minute), app: func() obj {
+				return checkout("uid-rt").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA2), checkoutImage(appSHA1), istio122, istio123).build()
+			}},
+			{name: "bound passed, still rolling: the previous deployment's images are discarded", now: at(11 * time.Minute), app: func() obj {
+				return checkout("uid-rt").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA2), checkoutImage(appSHA1), istio122, istio123).build()
+			}},
+		}},
+		{name: "rolling_update_ambiguous", steps: []step{
+			{name: "created after watching began, first sync over pods of two commits: held", now: at(2 * time.Minute), app: func() obj {
+				return newApp("checkout-prd-1", "uid-amb", at(0), prodPath).history(entry(0, revA, prodPath, at(time.Minute))).
+					health("Progressing", at(time.Minute)).images(checkoutImage(appSHA1), checkoutImage(appSHA2), workerImage(appSHA1)).build()
+			}},
+			{name: "bound passed, still two commits and no previous deployment: ambiguous", now: at(11 * time.Minute), app: func() obj {
+				return newApp("checkout-prd-1", "uid-amb", at(0), prodPath).history(entry(0, revA, prodPath, at(time.Minute))).
+					health("Progressing", at(time.Minute)).images(checkoutImage(appSHA2), checkoutImage(appSHA1), workerImage(appSHA1)).build()
+			}},
+			{name: "healthy later: nothing more", now: at(12 * time.Minute), app: func() obj {
+				return newApp("checkout-prd-1", "uid-amb", at(0), prodPath).history(entry(0, revA, prodPath, at(time.Minute))).
+					health("Healthy", at(12*time.Minute)).images(checkoutImage(appSHA2), workerImage(appSHA1)).build()
+			}},
+		}},
+		{name: "rolling_update_superseded", steps: []step{
+			{name: "baseline: the old image runs", now: at(0), app: func() obj {
+				return checkout("uid-rs").history(e0).health("Healthy", at(-time.Hour)).images(checkoutImage(appSHA2)).build()
+			}},
+			{name: "entry 1 while old and new pods coexist: held", now: at(2 * time.Minute), app: func() obj {
+				return checkout("uid-rs").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA2), checkoutImage(appSHA1)).build()
+			}},
+			{name: "entry 2 arrives: entry 1 first, with the images seen while it was held; entry 2 held", now: at(5 * time.Minute), app: func() obj {
+				return checkout("uid-rs").history(e0, entry(1, revB, prodPath, at(time.Minute)), entry(2, revC, prodPath, at(4*time.Minute))).
+					health("Progressing", at(time.Minute)).images(checkoutImage(appSHA1), checkoutImage(appSHA3)).build()
+			}},
+			{name: "degraded: entry 2 published, its degraded window counts from deployedAt (grace: recheck)", now: at(6*time.Minute + 30*time.Second), app: func() obj {
+				return checkout("uid-rs").history(e0, entry(1, revB, prodPath, at(time.Minute)), entry(2, revC, prodPath, at(4*time.Minute))).
+					health("Degraded", at(6*time.Minute)).images(checkoutImage(appSHA3)).build()
+			}},
+			{name: "still degraded after grace: change failure of entry 2", now: at(7*time.Minute + 30*time.Second), app: func() obj {
+				return checkout("uid-rs").history(e0, entry(1, revB, prodPath, at(time.Minute)), entry(2, revC, prodPath, at(4*time.Minute))).
+					health("Degraded", at(6*time.Minute)).images(checkoutImage(appSHA3)).build()
+			}},
+		}},
+		{name: "rolling_update_no_wait", cfg: func(c *Config) { c.ImageSettleTimeout = 0 }, steps: []step{
+			{name: "baseline: the old image runs", now: at(0), app: func() obj {
+				return checkout("uid-nw").history(e0).health("Healthy", at(-time.Hour)).images(checkoutImage(appSHA2)).build()
+			}},
+			{name: "image_settle_timeout 0: published at once, the previous deployment's image discarded", now: at(2 * time.Minute), app: func() obj {
+				return checkout("uid-nw").history(e0, entry(1, revB, prodPath, at(time.Minute))).health("Progressing", at(time.Minute)).
+					images(checkoutImage(appSHA2), checkoutImage(appSHA1)).build()
 			}},
 		}},
 		{name: "backfill", cfg: func(c *Config) { c.Backfill = true }, steps: []step{
@@ -506,6 +604,113 @@ func TestReplayEmitsNothing(t *testing.T) {
 				t.Errorf("%s/%s: replay emitted %s %s", sc.name, s.name, ev.Meta().Subject, ev.Meta().ID)
 			}
 		}
+	}
+}
+
+// TestRollingUpdateImages: while old and new pods coexist (status.summary.images holds both), the
+// deployment carries the new revision's commit, never whichever SHA sorts first: the entry is held
+// until health leaves Progressing or image_settle_timeout passes, the previous deployment's images
+// are discarded, and what still cannot be told is flagged ambiguous_image without a commit. The
+// held entry keeps its ID and finished_at, and events keep their order.
+func TestRollingUpdateImages(t *testing.T) {
+	short := func(sha string) string { return sha[:7] }
+	summarize := func(o stepOutput) []string {
+		var out []string
+		for _, p := range o.Events {
+			switch e := p.Event.(type) {
+			case *events.DeploymentObserved:
+				var commits []string
+				for _, c := range e.AppCommits {
+					commits = append(commits, strings.TrimPrefix(c.RepoURL, "https://github.com/")+"@"+short(c.SHA))
+				}
+				s := fmt.Sprintf("deployment %d %s finished=%s commits=%v", e.ArgoCD.HistoryID, e.Kind, e.FinishedAt.Sub(t0), commits)
+				if len(e.Flags) > 0 {
+					s += fmt.Sprintf(" flags=%v", e.Flags)
+				}
+				out = append(out, s)
+			case *events.ChangeFailureSignal:
+				phase := "detected"
+				if !e.RecoveredAt.IsZero() {
+					phase = "recovered"
+				}
+				out = append(out, fmt.Sprintf("failure %s %s of %s", e.Detection, phase, e.DeploymentID[len(e.DeploymentID)-6:]))
+			}
+		}
+		if o.RecheckAfter != "" {
+			out = append(out, "recheck "+o.RecheckAfter)
+		}
+		return out
+	}
+	byName := map[string]scenario{}
+	for _, sc := range scenarios() {
+		byName[sc.name] = sc
+	}
+	cfg := testConfig()
+	id := func(uid string, h int64) string {
+		return events.DeploymentID(cfg.Instance, uid, h)[len(events.DeploymentID(cfg.Instance, uid, h))-6:]
+	}
+	for _, tc := range []struct {
+		scenario string
+		want     [][]string // per step
+	}{
+		{"rolling_update", [][]string{
+			nil,
+			{"recheck 9m0s"},
+			{"recheck 6m0s"},
+			{"deployment 1 deploy finished=1m0s commits=[acme/checkout@1111111]"},
+			{"recheck 9m0s"},
+			{"deployment 2 deploy finished=19m0s commits=[acme/checkout@3333333]"},
+		}},
+		{"rolling_update_timeout", [][]string{
+			nil,
+			{"recheck 9m0s"},
+			{"deployment 1 deploy finished=1m0s commits=[acme/checkout@1111111]"},
+		}},
+		{"rolling_update_ambiguous", [][]string{
+			{"recheck 9m0s"},
+			{"deployment 0 deploy finished=1m0s commits=[acme/platform@1111111] flags=[ambiguous_image]"},
+			nil,
+		}},
+		{"rolling_update_superseded", [][]string{
+			nil,
+			{"recheck 9m0s"},
+			{"deployment 1 deploy finished=1m0s commits=[acme/checkout@1111111]", "recheck 9m0s"},
+			{"deployment 2 deploy finished=4m0s commits=[acme/checkout@3333333]", "recheck 30s"},
+			{"failure degraded detected of " + id("uid-rs", 2)},
+		}},
+		{"rolling_update_no_wait", [][]string{
+			nil,
+			{"deployment 1 deploy finished=1m0s commits=[acme/checkout@1111111]"},
+		}},
+		{"rollback", [][]string{
+			{"deployment 0 deploy finished=1m0s commits=[]"},
+			{"deployment 1 deploy finished=10m0s commits=[]"},
+			{"deployment 2 rollback finished=20m0s commits=[]", "failure rollback detected of " + id("uid-rb", 1), "failure rollback recovered of " + id("uid-rb", 1)},
+			{"deployment 3 deploy finished=40m0s commits=[]"},
+			{"deployment 4 deploy finished=50m0s commits=[]", "recheck 9m0s"},
+			{"deployment 5 rollback finished=59m0s commits=[]", "failure rollback detected of " + id("uid-rb", 4), "failure rollback recovered of " + id("uid-rb", 4)},
+		}},
+		{"degraded_after_deploy", [][]string{
+			nil,
+			{"recheck 10m0s"},
+			{"deployment 1 deploy finished=1m0s commits=[]", "recheck 30s"},
+			{"failure degraded detected of " + id("uid-1", 1)},
+			{"failure degraded recovered of " + id("uid-1", 1)},
+		}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			sc, ok := byName[tc.scenario]
+			if !ok {
+				t.Fatalf("no scenario %q", tc.scenario)
+			}
+			var got [][]string
+			for _, o := range run(t, sc) {
+				got = append(got, summarize(o))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("events per step (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -227,7 +227,8 @@ func CanonicalRepo(u string) string {
 
 func sameRepo(a, b string) bool { return NormalizeRepo(a) == NormalizeRepo(b) }
 
-// appCommits finds application commits in the images' tags. The repository of each comes from the
+// appCommits finds application commits in the tags of the images a deployment runs (one version
+// per image repository, from resolveImages). The repository of each comes from the
 // longest matching image→repo rule, else the application's source repository (annotation or
 // component config); without one the commit is still reported, with an empty RepoURL.
 func (c *Config) appCommits(images []events.Image, r route) []events.CommitRef {
@@ -250,11 +251,13 @@ func (c *Config) appCommits(images []events.Image, r route) []events.CommitRef {
 		seen[k] = true
 		out = append(out, events.CommitRef{SHA: sha, RepoURL: repo, Via: "image_tag", Image: img.Ref})
 	}
-	sort.Slice(out, func(i, j int) bool {
+	// Ordered by repository, then image: one commit per image repository (resolveImages), so the
+	// order of two commits of one repository never picks between versions of one image.
+	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].RepoURL != out[j].RepoURL {
 			return out[i].RepoURL < out[j].RepoURL
 		}
-		return out[i].SHA < out[j].SHA
+		return out[i].Image < out[j].Image
 	})
 	return out
 }
