@@ -50,6 +50,10 @@ type argocdRules struct {
 	DegradedWindow time.Duration `yaml:"degraded_window"`
 	// DegradedGrace is how long Degraded/Missing must last before it counts (self-healing blips).
 	DegradedGrace time.Duration `yaml:"degraded_grace"`
+	// ImageSettleTimeout bounds how long after deployedAt a new history entry waits for its rollout
+	// to settle (health Progressing, or live images still the previous deployment's), so that the
+	// images it is published with are its revision's; 0 publishes at once.
+	ImageSettleTimeout time.Duration `yaml:"image_settle_timeout"`
 	// Backfill emits the existing history of applications seen for the first time (also --backfill).
 	Backfill bool `yaml:"backfill"`
 	// Resync re-evaluates every cached Application this often (health windows); 0 disables it.
@@ -85,12 +89,13 @@ func defaultRules() rules {
 		envs = append(envs, environmentRule{Segment: r.Segment, Environment: string(r.Environment)})
 	}
 	return rules{Argocd: argocdRules{
-		Instance:       "argocd",
-		Environments:   envs,
-		DegradedWindow: 30 * time.Minute,
-		DegradedGrace:  time.Minute,
-		Resync:         10 * time.Minute,
-		Workers:        4,
+		Instance:           "argocd",
+		Environments:       envs,
+		DegradedWindow:     30 * time.Minute,
+		DegradedGrace:      time.Minute,
+		ImageSettleTimeout: 10 * time.Minute,
+		Resync:             10 * time.Minute,
+		Workers:            4,
 	}}
 }
 
@@ -166,6 +171,9 @@ func (r *rules) Validate() error {
 	if a.DegradedGrace < 0 || (a.DegradedWindow > 0 && a.DegradedGrace >= a.DegradedWindow) {
 		p.Addf("argocd.degraded_grace", "must be zero or positive and shorter than degraded_window (%s), got %s", a.DegradedWindow, a.DegradedGrace)
 	}
+	if a.ImageSettleTimeout != 0 && (a.ImageSettleTimeout < 10*time.Second || a.ImageSettleTimeout > time.Hour) {
+		p.Addf("argocd.image_settle_timeout", "must be 0 (publish at once) or from 10s to 1h, got %s", a.ImageSettleTimeout)
+	}
 	if a.Resync != 0 && a.Resync < time.Minute {
 		p.Addf("argocd.resync", "must be 0 (off) or at least 1m, got %s", a.Resync)
 	}
@@ -200,6 +208,7 @@ func (a argocdRules) detectConfig(watchingSince time.Time, backfill bool) *detec
 		ComponentRepos:     a.ComponentRepos,
 		DegradedWindow:     a.DegradedWindow,
 		DegradedGrace:      a.DegradedGrace,
+		ImageSettleTimeout: a.ImageSettleTimeout,
 		Backfill:           a.Backfill || backfill,
 		WatchingSince:      watchingSince,
 	}
