@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,24 +25,44 @@ type deadLetter struct {
 	Handler    string    `json:"handler"`
 	Subject    string    `json:"subject"` // where it was consumed from, and where a replay goes
 	EventID    string    `json:"event_id"`
-	Deliveries string    `json:"deliveries"`
+	Deliveries int       `json:"deliveries"` // delivery attempts before it was dead-lettered
 	Reason     string    `json:"reason"`
 	DeadAt     time.Time `json:"dead_at"`
 	Body       []byte    `json:"-"`
 	header     nats.Header
 }
 
-func dlq(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+const dlqUsage = `Usage: doraflow dlq list|replay [flags]
+
+Dead letters are messages a handler gave up on (a permanent error, or the last delivery attempt
+failed); each service has its subject doraflow.dlq.<service> in the stream DORAFLOW_DLQ.
+
+  doraflow dlq list      the dead letters, oldest first, with the reason
+  doraflow dlq replay    republish them to their original subjects (after fixing the cause)
+
+Examples:
+  doraflow dlq list --service devlake-sink
+  doraflow dlq replay --seq 12,13 --dry-run
+  doraflow dlq replay --all --service devlake-sink
+
+Run "doraflow dlq list --help" or "doraflow dlq replay --help" for their flags.
+`
+
+func dlq(ctx context.Context, args []string, p pipeline, out io.Writer) error {
 	if len(args) == 0 {
+		fmt.Fprint(out, dlqUsage)
 		return errors.New("dlq needs a subcommand: list or replay")
 	}
 	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(out, dlqUsage)
+		return nil
 	case "list":
-		return dlqList(ctx, args[1:], getenv, out)
+		return dlqList(ctx, args[1:], p, out)
 	case "replay":
-		return dlqReplay(ctx, args[1:], getenv, out)
+		return dlqReplay(ctx, args[1:], p, out)
 	default:
-		return fmt.Errorf("unknown dlq subcommand %q (want list or replay)", args[0])
+		return fmt.Errorf("unknown dlq subcommand %q (want list or replay; see doraflow dlq --help)", args[0])
 	}
 }
 
@@ -52,36 +73,60 @@ type selection struct {
 }
 
 func (s *selection) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.service, "service", "", "only dead letters of this `service` (e.g. devlake-sink)")
-	fs.Var(&s.seqs, "seq", "only these DLQ stream `sequences` (comma-separated, repeatable)")
-	fs.IntVar(&s.limit, "limit", 0, "at most this many, oldest first (0: no limit)")
+	fs.StringVar(&s.service, "service", "", "only dead letters of this `service`: "+strings.Join(knownServices(), ", "))
+	fs.Var(&s.seqs, "seq", "only these DLQ stream `sequences` (comma-separated, repeatable; the SEQ column of dlq list)")
+	fs.IntVar(&s.limit, "limit", 0, "at most this `many`, oldest first (default: no limit)")
 }
 
-func dlqList(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	fs := flag.NewFlagSet("doraflow dlq list", flag.ContinueOnError)
-	fs.SetOutput(out)
+// check rejects a selection that can only match nothing, before anything connects.
+func (s selection) check() error {
+	if s.service != "" && !slices.Contains(services, s.service) {
+		return fmt.Errorf("unknown service %q for --service (known: %s)", s.service, strings.Join(knownServices(), ", "))
+	}
+	if s.limit < 0 {
+		return fmt.Errorf("--limit %d: must not be negative", s.limit)
+	}
+	return nil
+}
+
+var dlqListCommand = command{name: "doraflow dlq list", args: "[flags]",
+	about: `Lists dead letters, oldest first: stream sequence, when, the handler, the subject it was consumed
+from, the event ID, the delivery attempts and the reason. --json prints a JSON array with each
+message's body ([] when there are none).`,
+	examples: []string{
+		"doraflow dlq list",
+		"doraflow dlq list --service devlake-sink --limit 20",
+		"doraflow dlq list --json | jq '.[].reason'",
+	}}
+
+func dlqList(ctx context.Context, args []string, p pipeline, out io.Writer) error {
+	fs := dlqListCommand.flags()
 	var sel selection
 	sel.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON lines (with the body) instead of a table")
-	if err := fs.Parse(args); err != nil {
+	asJSON := fs.Bool("json", false, "print a JSON array (with each body) instead of a table")
+	if err := dlqListCommand.parse(fs, args, out, 0); err != nil {
 		return err
 	}
-	return withNATS(ctx, getenv, func(js jetstream.JetStream) error {
+	if err := sel.check(); err != nil {
+		return err
+	}
+	return p.withNATS(ctx, func(_ *nats.Conn, js jetstream.JetStream) error {
 		letters, err := readDeadLetters(ctx, js, sel)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(out)
-			for _, d := range letters {
-				if err := enc.Encode(struct {
-					deadLetter
-					Body json.RawMessage `json:"body"`
-				}{d, rawJSON(d.Body)}); err != nil {
-					return err
-				}
+			type withBody struct {
+				deadLetter
+				Body json.RawMessage `json:"body"`
 			}
-			return nil
+			list := make([]withBody, 0, len(letters))
+			for _, d := range letters {
+				list = append(list, withBody{d, rawJSON(d.Body)})
+			}
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(list)
 		}
 		if len(letters) == 0 {
 			fmt.Fprintln(out, "No dead letters.")
@@ -90,28 +135,41 @@ func dlqList(ctx context.Context, args []string, getenv func(string) string, out
 		tw := table(out)
 		fmt.Fprintln(tw, "SEQ\tDEAD AT\tHANDLER\tSUBJECT\tEVENT ID\tDELIVERIES\tREASON")
 		for _, d := range letters {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Seq, stamp(d.DeadAt), d.Handler, d.Subject, d.EventID,
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Seq, stamp(d.DeadAt), d.Handler, d.Subject, d.EventID,
 				d.Deliveries, oneLine(d.Reason, 120))
 		}
 		return tw.Flush()
 	})
 }
 
-func dlqReplay(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	fs := flag.NewFlagSet("doraflow dlq replay", flag.ContinueOnError)
-	fs.SetOutput(out)
+var dlqReplayCommand = command{name: "doraflow dlq replay", args: "(--all | --seq N,…) [flags]",
+	about: `Republishes each selected dead letter to its original subject with its original headers, then
+removes it from the DLQ (--keep leaves it). The event ID (ce-id) is kept, so handlers that already
+processed the event skip it. Fix the cause first: a message that fails the same way is dead-lettered
+again.`,
+	examples: []string{
+		"doraflow dlq replay --seq 12 --dry-run",
+		"doraflow dlq replay --all --service devlake-sink",
+		"doraflow dlq replay --all --keep",
+	}}
+
+func dlqReplay(ctx context.Context, args []string, p pipeline, out io.Writer) error {
+	fs := dlqReplayCommand.flags()
 	var sel selection
 	sel.register(fs)
 	all := fs.Bool("all", false, "replay every selected dead letter (required without --seq)")
 	keep := fs.Bool("keep", false, "keep replayed messages in the DLQ (default: delete them once republished)")
 	dryRun := fs.Bool("dry-run", false, "say what would be replayed, change nothing")
-	if err := fs.Parse(args); err != nil {
+	if err := dlqReplayCommand.parse(fs, args, out, 0); err != nil {
+		return err
+	}
+	if err := sel.check(); err != nil {
 		return err
 	}
 	if len(sel.seqs) == 0 && !*all {
 		return errors.New("name the dead letters with --seq, or pass --all (optionally with --service)")
 	}
-	return withNATS(ctx, getenv, func(js jetstream.JetStream) error {
+	return p.withNATS(ctx, func(_ *nats.Conn, js jetstream.JetStream) error {
 		letters, err := readDeadLetters(ctx, js, sel)
 		if err != nil {
 			return err
@@ -207,8 +265,9 @@ func readDeadLetters(ctx context.Context, js jetstream.JetStream, sel selection)
 		}
 		d := deadLetter{Seq: seq, Service: service, Handler: raw.Header.Get(events.HeaderDeadHandler),
 			Subject: raw.Header.Get(events.HeaderDeadSubject), EventID: raw.Header.Get(events.HeaderID),
-			Deliveries: raw.Header.Get(events.HeaderDeadDeliveries), Reason: raw.Header.Get(events.HeaderDeadReason),
+			Reason: raw.Header.Get(events.HeaderDeadReason),
 			Body: raw.Data, header: raw.Header}
+		d.Deliveries, _ = strconv.Atoi(raw.Header.Get(events.HeaderDeadDeliveries))
 		if d.EventID == "" {
 			d.EventID = raw.Header.Get(nats.MsgIdHdr)
 		}

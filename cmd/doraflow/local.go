@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -39,10 +39,23 @@ func local(ctx context.Context, args []string, getenv func(string) string, out i
 	return runLocal(ctx, args, getenv, out, nil)
 }
 
+var localCommand = command{name: "doraflow local", args: "[flags]",
+	about: `Runs the whole pipeline on this machine: an embedded NATS JetStream server and the five services
+from --bin, each with its ops endpoints (/metrics, /readyz, /healthz, /api/v1/health) on consecutive
+ports from --ops-port. Without --config it writes .run/config.yaml from the environment and checks each
+external source first: a source that is not configured, or configured only in part (DEVLAKE_URL without
+its token, a KUBECONFIG that does not exist), is disabled and says why in one line. It prints
+"export NATS_URL=…" and writes the state file the other commands read (` + stateFileHelp + `).
+Ctrl-C stops the services in reverse order (each drains), then NATS.`,
+	examples: []string{
+		"doraflow local                                  # what make run does",
+		"DEVLAKE_URL=http://localhost:8080 DEVLAKE_WEBHOOK_TOKEN=… doraflow local",
+		"doraflow local --nats 127.0.0.1:0 --ops-port 0  # free ports; doraflow status still finds it",
+	}}
+
 func runLocal(ctx context.Context, args []string, getenv func(string) string, out io.Writer,
 	onReady func(natsURL string, ops map[string]string)) error {
-	fs := flag.NewFlagSet("doraflow local", flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs := localCommand.flags()
 	o := localOptions{onReady: onReady}
 	fs.StringVar(&o.binDir, "bin", "bin", "`directory` holding the service binaries (make build)")
 	fs.StringVar(&o.dataDir, "data", ".run/nats", "JetStream storage `directory`")
@@ -50,8 +63,8 @@ func runLocal(ctx context.Context, args []string, getenv func(string) string, ou
 	fs.IntVar(&o.opsBase, "ops-port", 8081, "first ops `port`; services get consecutive ports (0: any free port)")
 	fs.StringVar(&o.config, "config", "", "a doraflow YAML `file` for every service; default: generated from the environment")
 	fs.StringVar(&o.logDir, "logs", ".run/logs", "`directory` for the services' logs")
-	fs.DurationVar(&o.ready, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
-	if err := fs.Parse(args); err != nil {
+	fs.DurationVar(&o.ready, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready, as a Go `duration`")
+	if err := localCommand.parse(fs, args, out, 0); err != nil {
 		return err
 	}
 	return o.run(ctx, getenv, out)
@@ -80,19 +93,21 @@ func (o localOptions) run(ctx context.Context, getenv func(string) string, out i
 	fmt.Fprintf(out, "NATS JetStream  %s  (data in %s; try: nats sub 'doraflow.>')\n", natsURL, o.dataDir)
 
 	configPath := o.config
+	childGetenv := getenv
 	if configPath == "" {
-		cfg, notes := localConfig(getenv)
+		pf := preflight(getenv)
 		configPath = filepath.Join(filepath.Dir(o.logDir), "config.yaml")
-		if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
+		if err := os.WriteFile(configPath, []byte(pf.config), 0o600); err != nil {
 			return err
 		}
-		for _, n := range notes {
+		for _, n := range pf.notes {
 			fmt.Fprintln(out, n)
 		}
+		childGetenv = pf.getenv
 	}
 
 	procs, ops, err := startServices(ctx, launch{binDir: o.binDir, logDir: o.logDir, config: configPath, opsBase: o.opsBase,
-		env: func(addr string) []string { return childEnv(getenv, natsURL, addr) }, ready: o.ready,
+		env: func(addr string) []string { return childEnv(childGetenv, natsURL, addr) }, ready: o.ready,
 		started: func(c *child, addr string) {
 			fmt.Fprintf(out, "%-17s http://%s/  (/metrics /readyz /api/v1/health; log %s)\n", c.name, addr, c.logPath)
 		}})
@@ -100,6 +115,7 @@ func (o localOptions) run(ctx context.Context, getenv func(string) string, out i
 	if err != nil {
 		return err
 	}
+	defer writePipelineState(out, getenv, "local", natsURL, ops)()
 	fmt.Fprintln(out, "doraflow is running. Ctrl-C stops everything.")
 	if o.onReady != nil {
 		o.onReady(natsURL, ops)
@@ -108,46 +124,8 @@ func (o localOptions) run(ctx context.Context, getenv func(string) string, out i
 	case <-ctx.Done():
 		return nil
 	case c := <-exited(procs):
-		return fmt.Errorf("%s exited: %w (see %s)", c.name, c.err, c.logPath)
+		return fmt.Errorf("%s exited: %w: %s (log %s)", c.name, c.err, lastLogLine(c.logPath), c.logPath)
 	}
-}
-
-// localConfig writes one YAML for every service, enabling each external source only when its
-// configuration is present, and says what is disabled.
-func localConfig(getenv func(string) string) (string, []string) {
-	var b strings.Builder
-	var notes []string
-	kubeconfig := getenv("KUBECONFIG")
-	if home := getenv("HOME"); kubeconfig == "" && home != "" {
-		if _, err := os.Stat(filepath.Join(home, ".kube", "config")); err == nil {
-			kubeconfig = filepath.Join(home, ".kube", "config")
-		}
-	}
-	if kubeconfig != "" {
-		b.WriteString("argocd:\n  enabled: true\n")
-		notes = append(notes, "argocd-watcher: watching Argo CD through "+kubeconfig)
-	} else {
-		b.WriteString("argocd:\n  enabled: false\n")
-		notes = append(notes, "argocd-watcher: disabled (no KUBECONFIG and no ~/.kube/config)")
-	}
-	if getenv("OFFLINE_TOKEN") != "" || getenv("OFFLINE_TOKEN_FILE") != "" || getenv("WEBRCA_CLIENT_ID") != "" {
-		b.WriteString("webrca:\n  enabled: true\n")
-		notes = append(notes, "webrca-poller: polling WebRCA")
-	} else {
-		b.WriteString("webrca:\n  enabled: false\n")
-		notes = append(notes, "webrca-poller: disabled (set OFFLINE_TOKEN or WEBRCA_CLIENT_ID/WEBRCA_CLIENT_SECRET)")
-	}
-	if u := getenv("DEVLAKE_URL"); u != "" {
-		fmt.Fprintf(&b, "integration:\n  devlake:\n    enabled: true\n    base_url: %q\n    project_id: \"1\"\n", u)
-		notes = append(notes, "devlake-sink: posting to "+u)
-	} else {
-		b.WriteString("integration:\n  devlake:\n    enabled: false\n    project_id: \"1\"\n")
-		notes = append(notes, "devlake-sink: disabled (set DEVLAKE_URL and DEVLAKE_WEBHOOK_TOKEN)")
-	}
-	if getenv("GITHUB_TOKEN") == "" && getenv("GITHUB_TOKEN_FILE") == "" && getenv("GITHUB_APP_ID") == "" {
-		notes = append(notes, "enricher: no GITHUB_TOKEN: anonymous GitHub requests (60 per hour)")
-	}
-	return b.String(), notes
 }
 
 // childEnv passes the caller's environment through (tokens, KUBECONFIG) and sets the local endpoints.
@@ -277,7 +255,7 @@ func waitReady(ctx context.Context, procs []*child, ops map[string]string, timeo
 		for {
 			select {
 			case <-c.done:
-				return fmt.Errorf("%s exited at start: %w (see %s)", c.name, c.err, c.logPath)
+				return fmt.Errorf("%s exited at start: %w: %s (log %s)", c.name, c.err, lastLogLine(c.logPath), c.logPath)
 			case <-ctx.Done():
 				return nil
 			default:
@@ -293,6 +271,32 @@ func waitReady(ctx context.Context, procs []*child, ops map[string]string, timeo
 		}
 	}
 	return nil
+}
+
+// lastLogLine is the reason a service stopped, in one line: the last error it logged, else the last
+// line of its log (the error its main printed).
+func lastLogLine(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "no log"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var entry struct{ Level, Message, Error string }
+		if json.Unmarshal([]byte(lines[i]), &entry) != nil {
+			if strings.TrimSpace(lines[i]) != "" {
+				return oneLine(lines[i], 300)
+			}
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
+			if entry.Error != "" {
+				return oneLine(entry.Message+": "+entry.Error, 300)
+			}
+			return oneLine(entry.Message, 300)
+		}
+	}
+	return "nothing logged"
 }
 
 func get(ctx context.Context, url string) (int, error) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,16 +24,19 @@ import (
 	"github.com/doraflow/doraflow/pkg/events"
 )
 
+// cli runs the CLI with NATS_URL (when not empty) and a private runtime directory (no state file).
 func cli(t *testing.T, natsURL string, args ...string) (string, error) {
 	t.Helper()
-	var out bytes.Buffer
-	err := run(t.Context(), args, func(k string) string {
-		if k == "NATS_URL" {
-			return natsURL
-		}
-		return ""
-	}, &out)
-	return out.String(), err
+	out, _, err := cliEnv(t, map[string]string{"NATS_URL": natsURL, "XDG_RUNTIME_DIR": t.TempDir()}, args...)
+	return out, err
+}
+
+// cliEnv runs the CLI with exactly the environment env and returns its stdout and stderr.
+func cliEnv(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return out.String(), errOut.String(), err
 }
 
 // TestReplayedDeadLetterIsProcessed dead-letters a message while its handler's dependency is
@@ -141,34 +143,38 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 // external configuration, and requires every service ready, every disabled source named, and a
 // clean stop when the context is cancelled (Ctrl-C).
 func TestLocalRunsThePipelineAndStopsCleanly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the five service binaries")
-	}
-	bin := t.TempDir()
-	for _, s := range services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, s), ".")
-		cmd.Dir = filepath.Join("..", "..", "services", s)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", s, err, out)
-		}
-	}
+	bin := serviceBinaries(t)
 	run := t.TempDir()
+	runtime := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &syncBuf{b: &bytes.Buffer{}}
 	ready := make(chan map[string]string, 1)
 	done := make(chan error, 1)
 	home := t.TempDir() // no ~/.kube/config: Argo CD stays disabled
+	// Half-configured sources: each is disabled with its reason; the rest runs.
+	env := map[string]string{"HOME": home, "PATH": os.Getenv("PATH"), "XDG_RUNTIME_DIR": runtime,
+		"DEVLAKE_URL": "http://127.0.0.1:1", "WEBRCA_CLIENT_ID": "id"}
 	go func() {
 		done <- runLocal(ctx, []string{"--bin", bin, "--data", filepath.Join(run, "nats"), "--logs", filepath.Join(run, "logs"),
 			"--nats", "127.0.0.1:0", "--ops-port", "0"},
-			func(k string) string { return map[string]string{"HOME": home, "PATH": os.Getenv("PATH")}[k] }, out,
+			func(k string) string { return env[k] }, out,
 			func(_ string, ops map[string]string) { ready <- ops })
 	}()
+	var natsURL string
 	select {
 	case ops := <-ready:
 		if len(ops) != 5 {
 			t.Errorf("ops endpoints %v, want 5", ops)
+		}
+		// The CLI finds the pipeline on its random NATS port through the state file.
+		st, err := readStateFile(filepath.Join(runtime, "doraflow", "pipeline.json"))
+		if err != nil || st.PID != os.Getpid() || st.ExporterURL != ops["metrics-exporter"] {
+			t.Errorf("state file = %+v, %v", st, err)
+		}
+		natsURL = st.NATSURL
+		if got, errOut, err := cliEnv(t, map[string]string{"XDG_RUNTIME_DIR": runtime}, "status"); err != nil || !strings.Contains(got, "DORAFLOW_RAW") {
+			t.Errorf("status through the state file = %v\n%s\n%s", err, got, errOut)
 		}
 	case err := <-done:
 		t.Fatalf("local stopped before it was ready: %v\n%s", err, out.String())
@@ -184,9 +190,15 @@ func TestLocalRunsThePipelineAndStopsCleanly(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("local did not stop within 30s of Ctrl-C")
 	}
+	if _, err := os.Stat(filepath.Join(runtime, "doraflow", "pipeline.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the state file survived a clean stop: %v", err)
+	}
 	text := out.String()
-	for _, want := range []string{"argocd-watcher: disabled", "webrca-poller: disabled", "devlake-sink: disabled",
-		"enricher: no GITHUB_TOKEN", "NATS JetStream", "doraflow is running", "stopped"} {
+	for _, want := range []string{"argocd-watcher: disabled (no KUBECONFIG and no ~/.kube/config)\n",
+		"webrca-poller: disabled (WEBRCA_CLIENT_ID is set but WEBRCA_CLIENT_SECRET (or _FILE) is not)\n",
+		"devlake-sink: disabled (DEVLAKE_URL is set but DEVLAKE_WEBHOOK_TOKEN (or _FILE) is not)\n",
+		"enricher: no GITHUB_TOKEN", "60 requests per hour", "NATS JetStream", "export NATS_URL=" + natsURL + "\n",
+		"doraflow is running", "stopped"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output misses %q:\n%s", want, text)
 		}
@@ -221,7 +233,7 @@ func (s *syncBuf) Write(p []byte) (int, error) {
 
 func TestBackfillWritesTheRequestAndWaits(t *testing.T) {
 	srv := natstest.Start(t)
-	_, js := srv.Connect()
+	nc, js := srv.Connect()
 	if out, err := cli(t, srv.URL(), "backfill"); err == nil || !strings.Contains(err.Error(), "--instance is required") {
 		t.Fatalf("backfill without instance = %v\n%s", err, out)
 	}
@@ -242,6 +254,13 @@ func TestBackfillWritesTheRequestAndWaits(t *testing.T) {
 			if e != nil && e.Operation() == jetstream.KeyValuePut {
 				var req struct{ Namespace, Application string }
 				if json.Unmarshal(e.Value(), &req) == nil && req.Namespace == "argocd" && req.Application == "legacy" {
+					for i, inst := range []string{"hub", "other-hub", "hub"} {
+						b, _ := json.Marshal(events.DeploymentObserved{ID: events.DeploymentID(inst, "uid", int64(i)), Instance: inst,
+							Namespace: "argocd", Application: "legacy", Backfill: true,
+							FinishedAt: time.Date(2026, 3, 1+i, 12, 0, 0, 0, time.UTC)})
+						_ = nc.Publish(events.SubjectDeploymentObserved, b)
+					}
+					_ = nc.Flush()
 					_ = kv.Delete(t.Context(), "backfill.hub")
 				}
 				return
@@ -251,5 +270,12 @@ func TestBackfillWritesTheRequestAndWaits(t *testing.T) {
 	out, err := cli(t, srv.URL(), "backfill", "--instance", "hub", "--namespace", "argocd", "--application", "legacy", "--wait", "10s")
 	if err != nil || !strings.Contains(out, "backfill finished") {
 		t.Fatalf("backfill --wait = %v\n%s", err, out)
+	}
+	// What the watcher of hub re-emitted (not other-hub's), per Application.
+	for _, want := range []string{"re-emitted 2 deployments of 1 Applications, finished 2026-03-01 12:00:00Z to 2026-03-03 12:00:00Z",
+		"argocd/legacy  2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("backfill output misses %q:\n%s", want, out)
+		}
 	}
 }

@@ -8,13 +8,31 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/pkg/events"
 )
 
+var statusCommand = command{name: "doraflow status", args: "",
+	about: `Shows each doraflow stream (messages, bytes, first and last message time, replicas), each durable
+consumer (pending, ack pending, redelivered, waiting, last active) and the dead letters per service.
+It reads NATS only and changes nothing.`,
+	examples: []string{
+		"doraflow status                                # the pipeline of doraflow local/demo, or NATS_URL",
+		"NATS_URL=nats://nats.doraflow:4222 doraflow status",
+	}}
+
 // status prints every doraflow stream, its consumers and the dead-letter depth per service.
-func status(ctx context.Context, js jetstream.JetStream, out io.Writer) error {
+func status(ctx context.Context, args []string, p pipeline, out io.Writer) error {
+	fs := statusCommand.flags()
+	if err := statusCommand.parse(fs, args, out, 0); err != nil {
+		return err
+	}
+	return p.withNATS(ctx, func(_ *nats.Conn, js jetstream.JetStream) error { return printStatus(ctx, js, out) })
+}
+
+func printStatus(ctx context.Context, js jetstream.JetStream, out io.Writer) error {
 	names := []string{events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter}
 	tw := table(out)
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tFIRST\tLAST\tREPLICAS")
