@@ -1,9 +1,12 @@
 // Package enrich turns observed deployments and incidents into enriched ones. For a deployment it
-// computes the exact application commits that reached the environment for the first time — GitHub's
-// comparison of the last deployed commit with the new one, per component, environment and
-// repository — with the pull request that brought each commit in; it routes the event to the global
-// and team projects; and it flags, never drops, whatever it could not establish. For an incident it
-// resolves components and teams and links the last production deployment of the component.
+// finds its logical deployment (one change rolled out to several clusters) and whether it is the
+// deployment that counts under the rollout policy; for that one it computes the exact application
+// commits that reached the environment for the first time — GitHub's comparison of the last
+// deployed commit with the new one, per component, environment and repository — with the pull
+// request that brought each commit in; it routes the event to the global and team projects; it
+// recognises GitOps reverts and infers the change failure of the deployment
+// they revert; and it flags, never drops, whatever it could not establish. For an incident it
+// resolves components and teams and links the last logical production deployment of the component.
 //
 // The package holds no NATS or logging code: GitHub and the state store are small interfaces,
 // implemented by internal/github and by JetStream KV in package main, and by fakes in tests.
@@ -189,7 +192,6 @@ var hexSHA = regexp.MustCompile(`^[0-9a-f]{7,40}$`)
 // handler consumes them one at a time.
 func (e *Enricher) Deployment(ctx context.Context, in events.DeploymentObserved) (Plan, error) {
 	out := events.DeploymentEnriched{DeploymentObserved: in, Commits: []events.Commit{}}
-	out.Flags = slices.Clone(in.Flags)
 	var flags flagSet
 	for _, f := range in.Flags {
 		flags.add(f)
