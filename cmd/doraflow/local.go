@@ -109,7 +109,7 @@ func (o localOptions) run(ctx context.Context, getenv func(string) string, out i
 	procs, ops, err := startServices(ctx, launch{binDir: o.binDir, logDir: o.logDir, config: configPath, opsBase: o.opsBase,
 		env: func(addr string) []string { return childEnv(childGetenv, natsURL, addr) }, ready: o.ready,
 		started: func(c *child, addr string) {
-			fmt.Fprintf(out, "%-17s http://%s/  (/metrics /readyz /api/v1/health; log %s)\n", c.name, addr, c.logPath)
+			fmt.Fprintf(out, "%-17s http://%s/  (/metrics /healthz /readyz /api/v1/health; log %s)\n", c.name, addr, c.logPath)
 		}})
 	defer stopAll(procs, out)
 	if err != nil {

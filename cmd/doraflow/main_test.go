@@ -197,7 +197,7 @@ func TestLocalRunsThePipelineAndStopsCleanly(t *testing.T) {
 	for _, want := range []string{"argocd-watcher: disabled (no KUBECONFIG and no ~/.kube/config)\n",
 		"webrca-poller: disabled (WEBRCA_CLIENT_ID is set but WEBRCA_CLIENT_SECRET (or _FILE) is not)\n",
 		"devlake-sink: disabled (DEVLAKE_URL is set but DEVLAKE_WEBHOOK_TOKEN (or _FILE) is not)\n",
-		"enricher: no GITHUB_TOKEN", "60 requests per hour", "NATS JetStream", "export NATS_URL=" + natsURL + "\n",
+		"enricher: no GITHUB_TOKEN", "60 requests per hour", "NATS JetStream", "/metrics /healthz /readyz /api/v1/health", "export NATS_URL=" + natsURL + "\n",
 		"doraflow is running", "stopped"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output misses %q:\n%s", want, text)
