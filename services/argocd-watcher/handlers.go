@@ -134,7 +134,12 @@ func (p *processor) Process(ctx context.Context, key string, u *unstructured.Uns
 	}
 	log := p.log.With().Str("namespace", app.Namespace).Str("application", app.Name).Logger()
 	if old := p.swapUID(key, app.UID); old != "" && old != app.UID {
-		// Deleted and recreated between two looks: the old incarnation's checkpoint is obsolete.
+		// Deleted and recreated between two looks: the old incarnation's checkpoint is obsolete,
+		// once an entry it still held is published.
+		if err := p.flushHeld(ctx, app.Namespace, old); err != nil {
+			p.swapUID(key, old) // retried as the old incarnation's successor
+			return 0, err
+		}
 		if err := p.store.delete(ctx, app.Namespace, old); err != nil {
 			log.Warn().Err(err).Msg("drop checkpoint of the previous incarnation")
 		}
@@ -178,6 +183,7 @@ func (p *processor) Process(ctx context.Context, key string, u *unstructured.Uns
 	for _, s := range res.Skipped {
 		p.m.skip(s)
 	}
+	p.m.settled(res.Held, res.Released, res.Events)
 	for _, f := range res.Unresolved {
 		p.m.unresolvedField(f)
 	}
@@ -220,6 +226,9 @@ func (p *processor) deleted(ctx context.Context, key string) error {
 		return nil
 	}
 	ns, _, _ := strings.Cut(key, "/")
+	if err := p.flushHeld(ctx, ns, uid); err != nil {
+		return err
+	}
 	if err := p.store.delete(ctx, ns, uid); err != nil {
 		p.m.processError("checkpoint_write")
 		return err
@@ -229,6 +238,33 @@ func (p *processor) deleted(ctx context.Context, key string) error {
 	delete(p.uids, key)
 	delete(p.logged, key)
 	p.mu.Unlock()
+	return nil
+}
+
+// flushHeld publishes the entry still held in the checkpoint of an Application incarnation that is
+// gone (deleted, or recreated with a new UID): it was deployed, so it is published with the images
+// seen while it was held. The caller deletes the checkpoint afterwards; a crash in between
+// republishes the same ID, which JetStream drops.
+func (p *processor) flushHeld(ctx context.Context, namespace, uid string) error {
+	st, _, err := p.store.get(ctx, namespace, uid)
+	switch {
+	case errors.Is(err, errCorruptCheckpoint):
+		return nil // nothing readable to flush; the checkpoint is dropped
+	case err != nil:
+		p.m.processError("checkpoint_read")
+		return err
+	case st == nil || st.Held == nil:
+		return nil
+	}
+	evs := p.cfg.Flush(*st)
+	for _, ev := range evs {
+		if err := p.pub.Publish(ctx, ev); err != nil {
+			p.m.processError("publish")
+			return err
+		}
+		p.m.published(ev)
+	}
+	p.m.settled(nil, []string{detect.ReleaseRecreated}, evs)
 	return nil
 }
 
@@ -276,6 +312,9 @@ func (p *processor) collect(ctx context.Context, w *argocd.Watcher) error {
 	for _, r := range refs {
 		if live[r.UID] || (len(p.namespaces) > 0 && !slices.Contains(p.namespaces, r.Namespace)) {
 			continue
+		}
+		if err := p.flushHeld(ctx, r.Namespace, r.UID); err != nil {
+			return err
 		}
 		if err := p.store.delete(ctx, r.Namespace, r.UID); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -21,6 +22,7 @@ import (
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/pkg/events"
+	"github.com/doraflow/doraflow/services/argocd-watcher/internal/detect"
 )
 
 func TestRunServesOpsEndpointsAndDrains(t *testing.T) {
@@ -96,6 +98,7 @@ func writeFile(t *testing.T, path, content string) {
 type recorder struct {
 	mu     sync.Mutex
 	ids    []string
+	evs    []events.Event
 	failOn int // fail the n-th publish (1-based); 0 never
 	calls  int
 }
@@ -111,6 +114,7 @@ func (r *recorder) Publish(_ context.Context, ev events.Event) error {
 		return err
 	}
 	r.ids = append(r.ids, ev.Meta().ID)
+	r.evs = append(r.evs, ev)
 	return nil
 }
 
@@ -118,8 +122,17 @@ func (r *recorder) take() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ids := r.ids
-	r.ids = nil
+	r.ids, r.evs = nil, nil
 	return ids
+}
+
+// takeEvents returns the events published since the last take.
+func (r *recorder) takeEvents() []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	evs := r.evs
+	r.ids, r.evs = nil, nil
+	return evs
 }
 
 var since = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -288,5 +301,124 @@ func TestProcessorMalformedOnce(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(p.m.malformed.WithLabelValues("wrong_type")); got != 2 {
 		t.Errorf("malformed after relapse = %v, want 2", got)
+	}
+}
+
+// rolling returns application(uid, created, 1) while its pods roll: health Progressing and two
+// commits of one image live.
+func rolling(t *testing.T, uid string, created time.Time) *unstructured.Unstructured {
+	t.Helper()
+	u := application(uid, created, 1)
+	if err := unstructured.SetNestedField(u.Object, "Progressing", "status", "health", "status"); err != nil {
+		t.Fatal(err)
+	}
+	imgs := []any{"quay.io/acme/checkout:" + strings.Repeat("1", 40), "quay.io/acme/checkout:" + strings.Repeat("2", 40)}
+	if err := unstructured.SetNestedSlice(u.Object, imgs, "status", "summary", "images"); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestProcessorHeldEntrySurvivesRestart: an entry held while its pods roll is in the checkpoint, so
+// a restarted watcher publishes it exactly once when the bound passes, with ambiguous_image (no
+// previous deployment tells the two commits apart) and no commit; held and ambiguous are counted.
+func TestProcessorHeldEntrySurvivesRestart(t *testing.T) {
+	srv := natstest.Start(t)
+	pub := &recorder{}
+	created := since.Add(time.Hour) // after watching began: live
+	deployed := created.Add(time.Minute)
+	p1, _ := testProcessor(t, srv, pub, nil)
+	p1.now = func() time.Time { return deployed.Add(time.Minute) }
+	after, err := p1.Process(t.Context(), key, rolling(t, "uid-1", created))
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "published while rolling", pub.take(), nil)
+	if after != 9*time.Minute {
+		t.Errorf("recheck after %s, want 9m (the bound)", after)
+	}
+	if got := testutil.ToFloat64(p1.m.held.WithLabelValues(detect.HoldProgressing)); got != 1 {
+		t.Errorf("deployments_held_total{reason=progressing} = %v, want 1", got)
+	}
+
+	p2, reg := testProcessor(t, srv, pub, nil) // restarted
+	p2.now = func() time.Time { return deployed.Add(5 * time.Minute) }
+	if _, err := p2.Process(t.Context(), key, rolling(t, "uid-1", created)); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "published before the bound after a restart", pub.take(), nil)
+	p2.now = func() time.Time { return deployed.Add(10 * time.Minute) }
+	for range 2 {
+		if _, err := p2.Process(t.Context(), key, rolling(t, "uid-1", created)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := pub.takeEvents()
+	if len(evs) != 1 {
+		t.Fatalf("published %d events at and after the bound, want 1: %v", len(evs), evs)
+	}
+	d := evs[0].(*events.DeploymentObserved)
+	want := events.DeploymentObserved{ID: ids("uid-1", 0, 0)[0], FinishedAt: deployed, Flags: []events.QualityFlag{events.QualityAmbiguousImage}}
+	got := events.DeploymentObserved{ID: d.ID, FinishedAt: d.FinishedAt, Flags: d.Flags, AppCommits: d.AppCommits}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("held deployment (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"released{reason=timeout}", p2.m.released.WithLabelValues(detect.ReleaseTimeout), 1},
+		{"ambiguous_image_deployments_total", p2.m.ambiguous, 1},
+		{"deployments_held_total{reason=progressing} after restart", p2.m.held.WithLabelValues(detect.HoldProgressing), 0},
+	} {
+		if got := testutil.ToFloat64(tc.c); got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %v", problems, err)
+	}
+}
+
+// TestProcessorPublishesHeldEntryOfGoneApplication: an Application deleted (or recreated with a new
+// UID) while an entry is held still gets that deployment published, once, before its checkpoint goes.
+func TestProcessorPublishesHeldEntryOfGoneApplication(t *testing.T) {
+	created := since.Add(time.Hour)
+	for _, tc := range []struct {
+		name string
+		gone func(t *testing.T, p *processor) error
+		want []string
+	}{
+		{"deleted", func(t *testing.T, p *processor) error {
+			_, err := p.Process(t.Context(), key, nil)
+			return err
+		}, ids("uid-1", 0, 0)},
+		{"recreated", func(t *testing.T, p *processor) error {
+			_, err := p.Process(t.Context(), key, application("uid-2", created.Add(time.Hour), 1))
+			return err
+		}, append(ids("uid-1", 0, 0), ids("uid-2", 0, 0)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			pub := &recorder{}
+			p, _ := testProcessor(t, srv, pub, nil)
+			p.now = func() time.Time { return created.Add(2 * time.Minute) }
+			if _, err := p.Process(t.Context(), key, rolling(t, "uid-1", created)); err != nil {
+				t.Fatal(err)
+			}
+			equal(t, "published while rolling", pub.take(), nil)
+			p.now = func() time.Time { return created.Add(2 * time.Hour) }
+			if err := tc.gone(t, p); err != nil {
+				t.Fatal(err)
+			}
+			equal(t, "published", pub.take(), tc.want)
+			if st, _, err := p.store.get(t.Context(), "argocd", "uid-1"); err != nil || st != nil {
+				t.Errorf("checkpoint of uid-1 = %+v, %v; want none", st, err)
+			}
+			if got := testutil.ToFloat64(p.m.released.WithLabelValues(detect.ReleaseRecreated)); got != 1 {
+				t.Errorf("released{reason=recreated} = %v, want 1", got)
+			}
+		})
 	}
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/argocd-watcher/internal/argocd"
+	"github.com/doraflow/doraflow/services/argocd-watcher/internal/detect"
 )
 
 const (
@@ -25,6 +28,9 @@ type metrics struct {
 	watchErrors    prometheus.Counter
 	processErrors  *prometheus.CounterVec
 	checkpoints    *prometheus.CounterVec
+	held           *prometheus.CounterVec
+	released       *prometheus.CounterVec
+	ambiguous      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,15 +76,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: name("checkpoint_operations_total"),
 			Help: "Checkpoint KV writes and deletes, by operation (write, delete, collect).",
 		}, []string{"op"}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: name("deployments_held_total"),
+			Help: "New history entries held until their rollout settled, by reason (progressing, unchanged_images).",
+		}, []string{"reason"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: name("held_deployments_released_total"),
+			Help: "Held history entries published, by reason (settled, timeout, superseded, recreated).",
+		}, []string{"reason"}),
+		ambiguous: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: name("ambiguous_image_deployments_total"),
+			Help: "DeploymentObserved published with flag ambiguous_image: live pods ran several commits of one image and none could be told to be the new revision's.",
+		}),
 	}
 	reg.MustRegister(m.deployments, m.changeFailures, m.malformed, m.historyGaps, m.skipped, m.unresolved,
-		m.informerEvents, m.watchErrors, m.processErrors, m.checkpoints)
+		m.informerEvents, m.watchErrors, m.processErrors, m.checkpoints, m.held, m.released, m.ambiguous)
 	for _, k := range []events.Kind{events.KindDeploy, events.KindRedeploy, events.KindRollback} {
 		m.deployments.WithLabelValues(string(k), string(events.ResultSuccess))
 	}
 	m.deployments.WithLabelValues(string(events.KindDeploy), string(events.ResultFailure))
 	for _, t := range []string{"add", "update", "delete"} {
 		m.informerEvents.WithLabelValues(t)
+	}
+	for _, r := range []string{detect.HoldProgressing, detect.HoldUnchangedImages} {
+		m.held.WithLabelValues(r)
+	}
+	for _, r := range []string{detect.ReleaseSettled, detect.ReleaseTimeout, detect.ReleaseSuperseded, detect.ReleaseRecreated} {
+		m.released.WithLabelValues(r)
 	}
 	return m
 }
@@ -122,6 +146,22 @@ func (m *metrics) published(ev events.Event) {
 			phase = "recovered"
 		}
 		m.changeFailures.WithLabelValues(string(e.Detection), phase).Inc()
+	}
+}
+
+// settled counts what happened to held entries and the ambiguous deployments among evs, once the
+// checkpoint is written (a retried attempt does not count twice).
+func (m *metrics) settled(held, released []string, evs []events.Event) {
+	for _, r := range held {
+		m.held.WithLabelValues(r).Inc()
+	}
+	for _, r := range released {
+		m.released.WithLabelValues(r).Inc()
+	}
+	for _, ev := range evs {
+		if d, ok := ev.(*events.DeploymentObserved); ok && slices.Contains(d.Flags, events.QualityAmbiguousImage) {
+			m.ambiguous.Inc()
+		}
 	}
 }
 
