@@ -2,6 +2,7 @@ package dora
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -31,7 +32,7 @@ type windowStats struct {
 	// calDays are the UTC days with a deployment among the window's calendar days firstDay…lastDay:
 	// DevLake's range, the dates of now, now − 1 d, … that lie after now − W (⌈W ÷ 1 d⌉ whole dates,
 	// at most 400). The deployment-day measures count these, so a day is in or out as a whole.
-	calDays           map[int32]struct{}
+	calDays           dayBits
 	firstDay, lastDay int32
 	leadTimes         []int64 // ms, per commit whose first deployment is in the window
 	recoveries        []int64 // ms, per recovered change failure deployed in the window
@@ -40,6 +41,20 @@ type windowStats struct {
 // devlakeMaxDays is the longest range DevLake's deployment-frequency SQL builds (days now − 0 … now − 399).
 const devlakeMaxDays = 400
 
+// dayBits is a set of the days of one window's range, bit i for firstDay + i.
+type dayBits [(devlakeMaxDays + 63) / 64]uint64
+
+func (b *dayBits) set(i int32)      { b[i/64] |= 1 << (i % 64) }
+func (b *dayBits) has(i int32) bool { return b[i/64]&(1<<(i%64)) != 0 }
+
+func (b *dayBits) count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
 func (w *windowStats) merge(o *windowStats) {
 	w.deployments += o.deployments
 	w.failed += o.failed
@@ -47,11 +62,8 @@ func (w *windowStats) merge(o *windowStats) {
 	for d := range o.days {
 		w.days[d] = struct{}{}
 	}
-	if w.calDays == nil {
-		w.calDays = map[int32]struct{}{}
-	}
-	for d := range o.calDays {
-		w.calDays[d] = struct{}{}
+	for i, b := range o.calDays {
+		w.calDays[i] |= b
 	}
 	w.firstDay, w.lastDay = o.firstDay, o.lastDay // the same for every series of a window
 	w.leadTimes = append(w.leadTimes, o.leadTimes...)
@@ -71,7 +83,7 @@ type windowValues struct {
 	hasRecovery       bool
 	hasDaysPerWeek    bool
 	// calDays, firstDay and lastDay are the window's calendar days, for DevLake's measure.
-	calDays           map[int32]struct{}
+	calDays           dayBits
 	firstDay, lastDay int32
 }
 
@@ -88,7 +100,7 @@ func (w *windowStats) values(window time.Duration) windowValues {
 	// Days per week only over whole weeks' worth of calendar days: never more than 7, and no
 	// partial week extrapolated to seven days.
 	if n := w.lastDay - w.firstDay + 1; n >= 7 {
-		v.hasDaysPerWeek, v.daysPerWeek = true, float64(len(w.calDays))/(float64(n)/7)
+		v.hasDaysPerWeek, v.daysPerWeek = true, float64(w.calDays.count())/(float64(n)/7)
 	}
 	if len(w.leadTimes) > 0 {
 		v.hasLT, v.leadTime = true, median(w.leadTimes)
@@ -126,7 +138,7 @@ func (v windowValues) devlakeDeploymentDays() float64 {
 		if d == v.firstDay || week != lastWeek {
 			weeks, lastWeek = append(weeks, 0), week
 		}
-		if _, ok := v.calDays[d]; ok {
+		if v.calDays.has(d - v.firstDay) {
 			weeks[len(weeks)-1]++
 			months[len(months)-1]++
 		}
@@ -169,8 +181,7 @@ func seriesWindows(ser *series, now int64, windows []time.Duration) []*windowSta
 	today := utcDay(now)
 	for i, w := range windows {
 		n := min(int32((w+24*time.Hour-1)/(24*time.Hour)), devlakeMaxDays) // ⌈W ÷ 1 d⌉ dates
-		out[i] = &windowStats{days: map[int32]struct{}{}, calDays: map[int32]struct{}{},
-			firstDay: today - n + 1, lastDay: today}
+		out[i] = &windowStats{days: map[int32]struct{}{}, firstDay: today - n + 1, lastDay: today}
 	}
 	// each calls fn for every window (now-W, now] that contains at.
 	each := func(at int64, fn func(*windowStats)) {
@@ -201,7 +212,7 @@ func seriesWindows(ser *series, now int64, windows []time.Duration) []*windowSta
 		if d.finished <= now {
 			for _, w := range out {
 				if day := utcDay(d.finished); day >= w.firstDay {
-					w.calDays[day] = struct{}{}
+					w.calDays.set(day - w.firstDay)
 				}
 			}
 		}
