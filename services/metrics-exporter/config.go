@@ -22,13 +22,18 @@ type metricsRules struct {
 	// EvaluationTime, when set (RFC 3339), pins the end of every window instead of the clock: to
 	// reproduce a past report, and for tests. Empty: the windows end now.
 	EvaluationTime string `yaml:"evaluation_time"`
+	// IncidentLinkLookback bounds the exporter's incident attribution: an incident whose last
+	// production deployment finished longer before it is linked to nothing (link reason too_old).
+	// 0 disables the limit.
+	IncidentLinkLookback time.Duration `yaml:"incident_link_lookback"`
 
 	evaluationTime time.Time
 }
 
 func defaultRules() rules {
 	day := 24 * time.Hour
-	return rules{Metrics: metricsRules{Windows: []time.Duration{day, 7 * day, 30 * day, 90 * day}, Benchmark: "dora2023"}}
+	return rules{Metrics: metricsRules{Windows: []time.Duration{day, 7 * day, 30 * day, 90 * day}, Benchmark: "dora2023",
+		IncidentLinkLookback: 30 * day}}
 }
 
 // Validate implements config.Validator.
@@ -52,6 +57,9 @@ func (r *rules) Validate() error {
 	}
 	if names := dora.BenchmarkNames(); !slices.Contains(names, m.Benchmark) {
 		p.Addf("metrics.benchmark", "%q is not one of %v", m.Benchmark, names)
+	}
+	if m.IncidentLinkLookback < 0 {
+		p.Addf("metrics.incident_link_lookback", "must not be negative (0 disables the limit), got %s", m.IncidentLinkLookback)
 	}
 	if m.EvaluationTime != "" {
 		t, err := time.Parse(time.RFC3339, m.EvaluationTime)

@@ -39,23 +39,34 @@ var feeds = []feed{
 	{events.StreamEnriched, events.SubjectDeploymentEnriched, decodeAnd((*dora.State).AddDeployment)},
 	{events.StreamEnriched, events.SubjectIncidentEnriched, decodeAnd((*dora.State).AddIncident)},
 	{events.StreamRaw, events.SubjectChangeFailureDetected, decodeAnd((*dora.State).AddSignal)},
+	{events.StreamEnriched, events.SubjectChangeFailureInferred, decodeAnd((*dora.State).AddInferred)},
 }
 
-// start builds the DORA state, registers its collector, and starts one replay-then-follow loop per
-// subject. /readyz stays false until every subject has been replayed up to the last message that
-// existed at start.
+// start builds the DORA state, registers its collector behind the guard, loads the counter floors,
+// and starts one replay-then-follow loop per subject. /readyz stays false, and the guard serves no
+// dora_* series, until every subject has been replayed up to the last message that existed at start.
 //
 // Each loop reads through an ordered consumer from sequence 1: the state is in memory and must be
 // rebuilt from the whole history on every start, and every replica needs every event, so there is
 // no work to share and no position worth persisting (README, "Why ordered consumers").
-func start(_ context.Context, d *service.Deps[rules]) error {
+func start(ctx context.Context, d *service.Deps[rules]) error {
 	m := d.Config.Metrics
-	st, err := dora.New(dora.Options{Windows: m.Windows, Benchmark: m.Benchmark, Now: m.clock()})
+	st, err := dora.New(dora.Options{Windows: m.Windows, Benchmark: m.Benchmark, Now: m.clock(),
+		IncidentLinkLookback: m.IncidentLinkLookback, Rebuilding: true})
 	if err != nil {
 		return err
 	}
-	d.Registry.MustRegister(st)
-	r := &replay{js: d.JS, state: st, log: d.Log, metrics: newMetrics(d.Registry), started: time.Now(),
+	guard := dora.NewGuard(st)
+	d.Registry.MustRegister(guard)
+	fl, err := openFloors(ctx, d.JS, guard, d.Log)
+	if err != nil {
+		return err
+	}
+	if err := fl.load(ctx); err != nil {
+		return err
+	}
+	d.Go(fl.run)
+	r := &replay{js: d.JS, state: st, guard: guard, log: d.Log, metrics: newMetrics(d.Registry), started: time.Now(),
 		progress: map[string]*progress{}}
 	for _, f := range feeds {
 		r.progress[f.subject] = &progress{}
@@ -72,6 +83,7 @@ func start(_ context.Context, d *service.Deps[rules]) error {
 type replay struct {
 	js       jetstream.JetStream
 	state    *dora.State
+	guard    *dora.Guard
 	log      zerolog.Logger
 	metrics  *metrics
 	started  time.Time
@@ -162,6 +174,21 @@ func (r *replay) setTarget(subject string, target uint64, log zerolog.Logger) {
 		p.caughtUp = true
 		r.metrics.caughtUp(subject, time.Since(r.started))
 		log.Info().Msg("nothing to replay")
+		r.serveIfRebuilt()
+	}
+}
+
+// serveIfRebuilt lets the guard serve the DORA series once every subject caught up. r.mu is held.
+func (r *replay) serveIfRebuilt() {
+	for _, p := range r.progress {
+		if !p.caughtUp {
+			return
+		}
+	}
+	if !r.guard.Serving() {
+		r.state.Rebuilt()
+		r.guard.Serve()
+		r.log.Info().Dur("took", time.Since(r.started)).Msg("state rebuilt; serving DORA metrics")
 	}
 }
 
@@ -194,6 +221,7 @@ func (r *replay) handle(f feed, msg jetstream.Msg, log zerolog.Logger) {
 		p.caughtUp = true
 		r.metrics.caughtUp(f.subject, time.Since(r.started))
 		log.Info().Uint64("events", p.processed).Dur("took", time.Since(r.started)).Msg("caught up")
+		r.serveIfRebuilt()
 	}
 	r.mu.Unlock()
 	r.metrics.pending(f.subject, meta.NumPending)

@@ -20,7 +20,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/doraflow/doraflow/internal/messaging"
 	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
@@ -204,15 +203,7 @@ func TestEndToEndPrometheus(t *testing.T) {
 	nc, _ := srv.Connect()
 	s := servicetest.Start(t, run, map[string]string{"NATS_URL": srv.URL(), "LOG_LEVEL": "info"},
 		"--config", "testdata/config/valid-scenario.yaml")
-	pub, err := messaging.NewPublisher(nc, "test", s.Logs.Logger(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range doratest.Scenario() {
-		if err := pub.Publish(t.Context(), e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish(t, nc, s, doratest.Scenario()...)
 	prom := startPrometheus(t, bin, strings.TrimPrefix(s.Ops, "http://"))
 
 	// The exporter has applied everything and Prometheus has scraped it.

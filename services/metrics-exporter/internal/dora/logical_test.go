@@ -363,3 +363,29 @@ func TestIncidentLinking(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildLabelsFollowHistory: while rebuilding (the subjects replay interleaved in no fixed
+// order) the counters' detection follows the exact value, so every replay of one history ends
+// with the same labels; after Rebuilt it stays at what it was when first observed.
+func TestRebuildLabelsFollowHistory(t *testing.T) {
+	d := doratest.Dep{App: "checkout-prod", Component: "checkout-api", Team: "payments", Env: events.EnvironmentProduction,
+		History: 51, Finished: doratest.Mar(19, 12, 0)}
+	s, err := New(Options{Windows: defaultWindows, Benchmark: "dora2023", Now: func() time.Time { return doratest.Now }, Rebuilding: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAny(t, s, []events.Event{d.Event(),
+		doratest.Signal(d, events.DetectionDegraded, doratest.Mar(19, 12, 30), time.Time{}, ""),
+		doratest.Signal(d, events.DetectionRollback, doratest.Mar(19, 12, 20), time.Time{}, "")})
+	s.Rebuilt()
+	applyAny(t, s, []events.Event{doratest.Signal(d, events.DetectionManual, doratest.Mar(19, 12, 10), time.Time{}, "")})
+	got := pick(scrapeValues(t, s), "dora_change_failures_total", `detection="`)
+	want := map[string]float64{}
+	for _, det := range detections {
+		want[sk("dora_change_failures_total", cp+fmt.Sprintf(",detection=%q", det))] = 0
+	}
+	want[sk("dora_change_failures_total", cp+`,detection="rollback"`)] = 1
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -15,7 +15,7 @@ const (
 // reevaluate recomputes what a deployment contributes and moves the aggregates by the difference.
 func (s *State) reevaluate(d *deployment) {
 	n := s.evaluate(d)
-	stick(d, &n)
+	stick(d, &n, s.sticky)
 	if n == d.cur {
 		return
 	}
@@ -28,14 +28,18 @@ func (s *State) reevaluate(d *deployment) {
 // first became a change failure and first was rework. Its recovery sample is counted once, under
 // that detection, with its exact value (a later, earlier recovery moves it between buckets; the
 // served histogram never goes down: Guard). The exact detection and reason feed the windowed gauges.
-func stick(d *deployment, o *outcome) {
-	o.countRework = reworkNone
+// Until sticky (while rebuilding) the counters follow the exact values.
+func stick(d *deployment, o *outcome, sticky bool) {
+	o.countDet, o.countRework = o.detection, o.rework
+	o.countRec, o.countSample = o.failed && o.recovered, o.recovery
+	if !sticky {
+		return
+	}
 	if o.failed {
 		if d.firstDet < 0 {
 			d.firstDet = o.detection
 		}
 		o.countDet = d.firstDet
-		o.countRec, o.countSample = o.recovered, o.recovery
 	}
 	if o.rework != reworkNone {
 		if d.firstRework == reworkNone {

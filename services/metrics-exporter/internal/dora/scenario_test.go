@@ -328,14 +328,20 @@ func TestScenarioGolden(t *testing.T) {
 			if err := testutil.CollectAndCompare(s, f); err != nil {
 				t.Error(err)
 			}
-			problems, err := testutil.CollectAndLint(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range problems {
-				t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-			}
+			lintClean(t, s)
 		})
+	}
+}
+
+// lintClean fails the test on any promlint problem of c's metrics.
+func lintClean(t *testing.T, c prometheus.Collector) {
+	t.Helper()
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
 

@@ -32,6 +32,10 @@ type Options struct {
 	// candidate deployment finished longer than this before it was created is linked to nothing
 	// (link reason too_old). Zero: no limit.
 	IncidentLinkLookback time.Duration
+	// Rebuilding: the state is being rebuilt from history, whose subjects arrive interleaved in no
+	// fixed order, so the counters' detection and rework labels follow the exact values until
+	// Rebuilt; from then on they stay at what they were when first observed.
+	Rebuilding bool
 }
 
 // Outcome says what happened to an event given to the state.
@@ -102,6 +106,8 @@ type State struct {
 	// alias maps the ID of a child rollout to its logical deployment's ID (Rollout.LogicalID):
 	// signals and incident links that name a child count for the logical deployment.
 	alias map[string]string
+	// sticky: counter labels are fixed at first observation (not while rebuilding).
+	sticky bool
 }
 
 // New returns an empty state.
@@ -116,7 +122,7 @@ func New(opts Options) (*State, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &State{opts: opts, bench: b,
+	return &State{opts: opts, bench: b, sticky: !opts.Rebuilding,
 		seen: map[string]struct{}{}, deployments: map[string]*deployment{}, series: map[seriesKey]*series{},
 		commits: map[commitKey]*commitRec{}, incidents: map[string]*incident{}, incSeries: map[incKey]*incSeries{},
 		prod: map[string][]*deployment{}, incByComponent: map[string]map[*incident]struct{}{},
@@ -529,6 +535,24 @@ func (q *quality) addFlag(env events.Environment, flag string) {
 // a signal whose deployment IDs are logical deployment IDs.
 func (s *State) AddInferred(e events.ChangeFailureInferred) (Outcome, error) {
 	return s.AddSignal(e.ChangeFailureSignal)
+}
+
+// Rebuilt ends the rebuild: the counters' detection and rework labels are fixed from now on at what
+// they are (the exact, order-independent values of the whole history), and later at first
+// observation.
+func (s *State) Rebuilt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sticky {
+		return
+	}
+	s.sticky = true
+	for _, d := range s.deployments {
+		if d.cur.failed {
+			d.firstDet = d.cur.detection
+		}
+		d.firstRework = d.cur.rework
+	}
 }
 
 // childSeen prefixes the IDs of applied uncounted child rollouts in State.seen.
