@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,7 +138,9 @@ func (a argo) status(name string, fn func(status map[string]any)) {
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// deploy appends history entry id (revision rev) as a successful sync does, with operationState.
+// deploy appends history entry id (revision rev) as a successful sync does, with operationState, while
+// the rollout runs: health Progressing, and the pods of the previous and the new image (tagged with the
+// revision) both live. healthy finishes the rollout.
 func (a argo) deploy(name string, id int64, rev string) time.Time {
 	a.t.Helper()
 	done := time.Now().Add(-10 * time.Second).Truncate(time.Second)
@@ -155,10 +158,28 @@ func (a argo) deploy(name string, id int64, rev string) time.Time {
 			"startedAt": ts(done.Add(-5 * time.Second)), "finishedAt": ts(done),
 			"operation":  map[string]any{"sync": map[string]any{"revision": rev}, "initiatedBy": map[string]any{"automated": true}},
 			"syncResult": map[string]any{"revision": rev, "source": src}}
-		st["summary"] = map[string]any{"images": []any{"quay.io/acme/" + name + ":" + strings.Repeat("1", 40)}}
+		images := []any{"quay.io/acme/" + name + ":" + rev}
+		if old, _ := st["summary"].(map[string]any); old != nil {
+			if prev, _ := old["images"].([]any); len(prev) > 0 && prev[len(prev)-1] != images[0] {
+				images = []any{prev[len(prev)-1], images[0]}
+			}
+		}
+		st["summary"] = map[string]any{"images": images}
 		st["health"] = map[string]any{"status": "Progressing", "lastTransitionTime": ts(done)}
 	})
 	return done
+}
+
+// healthy ends the rollout of the latest entry: only its image is live and health is Healthy.
+func (a argo) healthy(name string) {
+	a.status(name, func(st map[string]any) {
+		if sum, _ := st["summary"].(map[string]any); sum != nil {
+			if imgs, _ := sum["images"].([]any); len(imgs) > 1 {
+				sum["images"] = imgs[len(imgs)-1:]
+			}
+		}
+		st["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(time.Now().Add(-time.Second))}
+	})
 }
 
 func (a argo) health(name, status string, at time.Time) {
@@ -286,9 +307,10 @@ func TestKubeIntegration(t *testing.T) {
 
 	w1 := servicetest.Start(t, run, env, args...)
 	checkout := a.create("checkout-prd-1") // created after watching began
-	a.deploy("checkout-prd-1", 0, rev(1))
+	a.deploy("checkout-prd-1", 0, rev(1))  // held while Progressing, published when entry 1 comes
 	a.deploy("legacy-prd-1", 2, rev(102))
-	d1 := a.deploy("checkout-prd-1", 1, rev(2))
+	a.healthy("legacy-prd-1")
+	d1 := a.deploy("checkout-prd-1", 1, rev(2)) // held, published when health turns Degraded
 	a.health("checkout-prd-1", "Degraded", d1.Add(2*time.Second))
 	failedAt := a.failSync("checkout-prd-1", rev(3))
 	want := []string{
@@ -306,8 +328,10 @@ func TestKubeIntegration(t *testing.T) {
 	// deletion.
 	a.deploy("checkout-prd-1", 2, rev(3))
 	a.deploy("checkout-prd-1", 3, rev(1))
+	a.healthy("checkout-prd-1")
 	cart := a.create("cart-prd-1")
 	a.deploy("cart-prd-1", 0, rev(7))
+	a.healthy("cart-prd-1")
 	if err := a.apps().Delete(t.Context(), "legacy-prd-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,19 +353,38 @@ func TestKubeIntegration(t *testing.T) {
 		t.Errorf("entry 3 = kind %s rollback_of %s; want a rollback to entry 0", rb.Kind, rb.RollbackOf)
 	}
 	if rb.Component != "checkout" || rb.Cluster != "prd-1" || rb.Environment != events.EnvironmentProduction ||
-		len(rb.AppCommits) != 1 || rb.AppCommits[0].SHA != strings.Repeat("1", 40) {
+		len(rb.AppCommits) != 1 || rb.AppCommits[0].SHA != rev(1) {
 		t.Errorf("routing or commits wrong: %+v", rb)
 	}
 
-	// Healthy again: both open failures (degraded entry 1, rolled-back entry 2) recover; one more deploy.
-	a.health("checkout-prd-1", "Healthy", time.Now().Add(-time.Second))
-	a.deploy("checkout-prd-1", 4, rev(4))
+	// Healthy since the restart: both open failures (degraded entry 1, rolled-back entry 2) recovered.
+	// One more deploy, with the old and the new pods live: held until the rollout ends, then published
+	// with the new image's commit only.
 	want = append(want,
 		events.ChangeFailureID(events.DeploymentID("test", checkout, 1), events.DetectionDegraded, true),
 		events.ChangeFailureID(events.DeploymentID("test", checkout, 2), events.DetectionRollback, true),
-		events.DeploymentID("test", checkout, 4),
 	)
 	waitFor(t, js, want...)
+	a.deploy("checkout-prd-1", 4, rev(4))
+	wait.For(t, 10*time.Second, func() error {
+		if _, body := w2.Get(t, "/metrics"); !strings.Contains(body, `doraflow_argocd_watcher_deployments_held_total{reason="progressing"} 1`) {
+			return errors.New("entry 4 not held")
+		}
+		return nil
+	})
+	if got, _ := stream(t, js); got[events.DeploymentID("test", checkout, 4)] != nil {
+		t.Error("entry 4 published while its pods were still rolling")
+	}
+	a.healthy("checkout-prd-1")
+	want = append(want, events.DeploymentID("test", checkout, 4))
+	got = waitFor(t, js, want...)
+	var d4 events.DeploymentObserved
+	if err := json.Unmarshal(got[events.DeploymentID("test", checkout, 4)], &d4); err != nil {
+		t.Fatal(err)
+	}
+	if len(d4.AppCommits) != 1 || d4.AppCommits[0].SHA != rev(4) || len(d4.Flags) != 0 {
+		t.Errorf("entry 4 commits %+v flags %v; want only %s", d4.AppCommits, d4.Flags, rev(4))
+	}
 	// The legacy Application's checkpoint was collected after the restart.
 	wait.For(t, 10*time.Second, func() error {
 		kv, err := js.KeyValue(t.Context(), checkpointBucket.Bucket)
