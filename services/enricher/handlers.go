@@ -26,7 +26,8 @@ const (
 	// bucketProcessed holds one key per enriched event ID, written after the enriched event was
 	// published; it outlives the raw stream's retention, so no redelivery is enriched twice.
 	bucketProcessed = "enricher-processed"
-	// bucketState holds deployment baselines and per-component production history.
+	// bucketState holds deployment baselines, recent logical deployments and per-component
+	// production history.
 	bucketState = "enricher-state"
 	// bucketCache holds GitHub answers that are immutable by SHA.
 	bucketCache = "enricher-github-cache"
@@ -38,7 +39,8 @@ const (
 	// before a timeout is cached, so a redelivery continues where the last attempt stopped.
 	deploymentAckWait = 2 * time.Minute
 	// stateCacheEntries bounds the deployment handler's copy of state keys (a baseline per
-	// component, environment and repository, a history per component).
+	// component, environment and repository, logical deployments per component and environment, a
+	// history per component).
 	stateCacheEntries = 20000
 )
 
@@ -98,7 +100,8 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	}
 	ev := d.Log.Info().Str("github_base_url", base).Str("github_auth", creds.mode()).
 		Str("global_project", d.Config.Integration.Devlake.ProjectID).
-		Int("teams", len(d.Config.Integration.Devlake.Teams)).Int("products", len(d.Config.Enricher.Products))
+		Int("teams", len(d.Config.Integration.Devlake.Teams)).Int("products", len(d.Config.Enricher.Products)).
+		Str("rollout_policy", d.Config.Enricher.Rollout.Policy).Int("rollout_overrides", len(d.Config.Enricher.Rollout.Components))
 	ev.Msg("enrichment configured")
 	if creds.mode() == "anonymous" {
 		d.Log.Warn().Msg("no GitHub credentials: anonymous requests are limited to 60 per hour")
