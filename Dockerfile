@@ -3,7 +3,7 @@
 #   docker build --build-arg SERVICE=enricher --build-arg VERSION=v0.1.0 -t ghcr.io/doraflow/enricher:v0.1.0 .
 # The result is a static binary on a distroless, non-root base: no shell, no package manager.
 
-ARG GO_VERSION=1.26.8
+ARG GO_VERSION=1.26.11
 
 FROM golang:${GO_VERSION}-bookworm AS build
 ARG SERVICE

@@ -11,8 +11,11 @@ FUZZTIME   ?= 10s
 GOTEST     ?= go test
 TESTFLAGS  ?= -race -count=1 -shuffle=on -timeout=20m
 export GOFLAGS ?= -buildvcs=false
+# The Go toolchain every build, test and tool uses: a patch release with every standard-library fix
+# that the pinned vulnerability database knows (ADR 0009); go downloads it from the module proxy once.
+export GOTOOLCHAIN := go1.26.11
 
-.PHONY: all build images test test-chaos test-short run demo bench fuzz golden lint vet tidy check tools kube-assets clean help
+.PHONY: all build images test test-chaos test-short run demo bench fuzz golden lint vet vulncheck tidy check tools kube-assets clean help
 
 all: build
 
@@ -91,6 +94,13 @@ lint: vet ## go vet and golangci-lint (depguard, staticcheck, revive, …) on ev
 		(cd $$m && $$lint run --config $(CURDIR)/.golangci.yml ./...); \
 	done
 
+vulncheck: build ## govulncheck every binary against the pinned, offline Go vulnerability database; fails on any reachable finding
+	@db=$$(hack/tools.sh vuln | tail -n 1); \
+	for b in bin/*; do \
+		echo "=== vulncheck $$b"; \
+		.tools/bin/govulncheck -db "file://$$db" -mode binary "$$b"; \
+	done
+
 tidy: ## go mod tidy per module, then go work sync
 	@for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy); done
 	@go work sync
@@ -101,9 +111,10 @@ check: build ## --check-config on every deploy/<service>/config.yaml; build and 
 	done
 	@cd test/e2e && go test -count=1 -run 'TestKustomize' .
 
-tools: ## build the pinned CLI tools (nats, nats-server, golangci-lint, kube-apiserver, etcd) into .tools
+tools: ## build the pinned CLI tools (nats, nats-server, golangci-lint, govulncheck + DB, kube-apiserver, etcd) into .tools
 	@hack/tools.sh nats
 	@hack/tools.sh lint
+	@hack/tools.sh vuln
 	@hack/tools.sh kube
 
 kube-assets: ## print the directory holding kube-apiserver + etcd (builds them once)

@@ -5,6 +5,8 @@
 #   hack/tools.sh kube   etcd + kube-apiserver into .tools/kube/<key>/  (prints that dir; KUBEBUILDER_ASSETS)
 #   hack/tools.sh lint   golangci-lint into .tools/bin/                 (prints the binary path)
 #   hack/tools.sh nats   nats CLI + nats-server into .tools/bin/        (prints that dir)
+#   hack/tools.sh vuln   govulncheck + the pinned Go vulnerability DB    (prints the DB dir; the binary
+#                        is .tools/bin/govulncheck)
 #
 # <key> is the first 12 hex digits of the sha256 of tools/<module>/go.sum. Build output goes to stderr;
 # the last line of stdout is the path, so callers can use: dir=$(hack/tools.sh kube | tail -n1).
@@ -109,6 +111,33 @@ cmd_nats() {
 	echo "$dir"
 }
 
+# The Go vulnerability database, offline: golang.org/x/vulndb's data/osv at the pinned pseudo-version,
+# indexed by that module's own cmd/indexdb into the layout govulncheck -db file://DIR reads.
+cmd_vuln() {
+	local k bin="$tools/bin" db ver osv
+	k=$(key vuln)
+	if ! fresh "$bin/govulncheck" "$k"; then
+		build vuln "$bin/govulncheck" golang.org/x/vuln/cmd/govulncheck
+		stamp "$bin/govulncheck" "$k"
+	fi
+	db="$tools/vulndb/$k"
+	if [[ ! -f $db/index/db.json ]]; then
+		if ! fresh "$bin/indexdb" "$k"; then
+			build vuln "$bin/indexdb" golang.org/x/vulndb/cmd/indexdb
+			stamp "$bin/indexdb" "$k"
+		fi
+		ver=$(modversion vuln golang.org/x/vulndb)
+		osv=$(go -C "$root/tools/vuln" mod download -json "golang.org/x/vulndb@$ver" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')/data/osv
+		[[ -d $osv ]] || die "no data/osv in golang.org/x/vulndb@$ver"
+		rm -rf "$db.tmp.$$"
+		"$bin/indexdb" -vulns "$osv" -out "$db.tmp.$$" >&2 || die "indexdb failed"
+		rm -rf "$db"
+		mv "$db.tmp.$$" "$db"
+		log "vulnerability database golang.org/x/vulndb@$ver in $db"
+	fi
+	echo "$db"
+}
+
 usage() {
 	sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
@@ -119,5 +148,6 @@ case $1 in
 kube) cmd_kube ;;
 lint) cmd_lint ;;
 nats) cmd_nats ;;
+vuln) cmd_vuln ;;
 *) usage ;;
 esac
