@@ -31,16 +31,21 @@ type Class int
 
 // Classes.
 const (
-	// ClassRetryable: 408, 425, 428, 429, 5xx, a 200 without success:true, resets and timeouts. Posts
-	// are upserts, so repeating one is safe.
+	// ClassRetryable: 408, 425, 428, 429, 5xx, a 200 of DevLake's JSON without success:true, resets
+	// and timeouts. Posts are upserts, so repeating one is safe.
 	ClassRetryable Class = iota
-	// ClassPermanent: 400, 404 and other 4xx. The same request would fail again; DevLake's answer
-	// says why. A 400 carrying a PostgreSQL unique violation (SQLSTATE 23505) is the exception: it
-	// is a transaction that lost a race inside DevLake (concurrent first posts to a fresh
-	// connection create its board or scope twice), so it is retryable.
+	// ClassPermanent: a 400 whose answer is DevLake's JSON, about the message itself (validation,
+	// decoding). The same request would fail again; DevLake's answer says why. A 400 carrying a
+	// PostgreSQL unique violation (SQLSTATE 23505) is the exception: it is a transaction that lost a
+	// race inside DevLake (concurrent first posts to a fresh connection create its board or scope
+	// twice), so it is retryable.
 	ClassPermanent
-	// ClassConfig: 401 and 403, a missing, wrong, expired or out-of-scope key. Retrying helps only
-	// after an operator fixes the key, so it is retried slowly and reported loudly.
+	// ClassConfig: the connection is misconfigured, not the message: 401 and 403 (a missing, wrong,
+	// expired or out-of-scope key), 404 (a wrong base_url or path prefix, a deleted webhook
+	// connection, pull_requests on DevLake before v1.0.3), any other 4xx, and any answer that is
+	// not DevLake's JSON (an ingress or a web page answering instead of DevLake). Every message
+	// would fail the same way, so none is dead-lettered: the connection pauses, is reported loudly,
+	// and is probed until an operator fixes it.
 	ClassConfig
 )
 
@@ -130,23 +135,34 @@ func (c *Client) Post(ctx context.Context, kind Kind, conn uint64, key config.Se
 		return &Error{Class: ClassRetryable, Err: err}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	// DevLake's answers are a few hundred bytes; an HTML page or an endless stream is cut here.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return &Error{Class: ClassRetryable, Status: resp.StatusCode, Err: fmt.Errorf("read answer: %w", err)}
 	}
-	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), raw)
+	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), raw)
 }
+
+// maxAnswer bounds the part of an answer that is read.
+const maxAnswer = 64 << 10
 
 type answer struct {
 	Success *bool  `json:"success"`
 	Message string `json:"message"`
 }
 
-func classify(status int, retryAfter string, raw []byte) error {
+func classify(status int, retryAfter, contentType string, raw []byte) error {
+	own := devlakeJSON(raw)
 	msg := message(raw)
+	if !own {
+		msg = notDevLake(contentType, raw)
+	}
 	if status == http.StatusOK {
 		var a answer
-		if err := json.Unmarshal(raw, &a); err == nil && a.Success != nil && *a.Success {
+		switch {
+		case !own:
+			return &Error{Class: ClassConfig, Status: status, Message: msg}
+		case json.Unmarshal(raw, &a) == nil && a.Success != nil && *a.Success:
 			return nil
 		}
 		return &Error{Class: ClassRetryable, Status: status, Message: "200 without success:true: " + msg}
@@ -155,14 +171,50 @@ func classify(status int, retryAfter string, raw []byte) error {
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		e.Class = ClassConfig
+		if json.Valid(raw) {
+			e.Message = message(raw) // the auth middleware's {"message": …} explains the key problem
+		}
 	case status == http.StatusRequestTimeout, status == http.StatusTooEarly, status == http.StatusPreconditionRequired,
-		status == http.StatusTooManyRequests, status >= 500, status == http.StatusBadRequest && uniqueViolation(msg):
+		status == http.StatusTooManyRequests, status >= 500, status == http.StatusBadRequest && own && uniqueViolation(msg):
 		e.Class = ClassRetryable
 		e.RetryAfter = parseRetryAfter(retryAfter, time.Now())
-	default:
+	case status == http.StatusBadRequest && own:
 		e.Class = ClassPermanent
+	default:
+		e.Class = ClassConfig
 	}
 	return e
+}
+
+// devlakeJSON reports whether raw is an answer of DevLake's API: an object with its success field
+// (shared.ApiBody), or a bare JSON string (the webhook issues endpoint's 400s). Anything else came
+// from something that is not DevLake: an ingress, a proxy, a web page, another API.
+func devlakeJSON(raw []byte) bool {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) == nil {
+		var ok bool
+		return json.Unmarshal(fields["success"], &ok) == nil
+	}
+	var s string
+	return json.Unmarshal(raw, &s) == nil
+}
+
+// notDevLake describes an answer that is not DevLake's JSON: its content type and the start of
+// its body on one line.
+func notDevLake(contentType string, raw []byte) string {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return "not DevLake's JSON: empty answer"
+	}
+	mt := "no content type"
+	if contentType != "" {
+		mt, _, _ = strings.Cut(contentType, ";")
+		mt = strings.TrimSpace(mt)
+	}
+	start := strings.Join(strings.Fields(string(raw[:min(len(raw), 400)])), " ")
+	if len(start) > 160 {
+		start = start[:160] + "…"
+	}
+	return fmt.Sprintf("not DevLake's JSON (%s): %q", mt, start)
 }
 
 // uniqueViolation reports whether DevLake's message is a PostgreSQL unique violation: SQLSTATE 23505,

@@ -2,6 +2,7 @@ package devlake
 
 import (
 	"context"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,28 +21,34 @@ func TestPostClassifiesAnswers(t *testing.T) {
 		status     int
 		body       string
 		header     string
+		ctype      string // Content-Type; application/json when empty
 		wantErr    bool
 		class      Class
 		msg        string
 		retryAfter time.Duration
 	}{
-		{"success", 200, `{"code":0,"success":true,"message":"success","causes":null,"data":null}`, "", false, 0, "", 0},
-		{"200 with success false", 200, `{"success":false,"message":"odd"}`, "", true, ClassRetryable, "odd", 0},
-		{"200 with a malformed body", 200, `<html>`, "", true, ClassRetryable, "<html>", 0},
-		{"400 deployments", 400, `{"success":false,"message":"input json error: Key: 'WebhookDeploymentReq.FinishedDate'"}`, "", true, ClassPermanent, "FinishedDate", 0},
-		{"400 issues (bare string)", 400, `"Key: 'WebhookIssueRequest.Status' failed on the 'oneof' tag"`, "", true, ClassPermanent, "'oneof' tag", 0},
-		{"404 unknown connection", 404, `{"success":false,"message":"record not found"}`, "", true, ClassPermanent, "record not found", 0},
-		{"401", 401, `{"message":"token is not present or malformed"}`, "", true, ClassConfig, "malformed", 0},
-		{"403", 403, `{"message":"api key is invalid"}`, "", true, ClassConfig, "invalid", 0},
-		{"428 migration pending", 428, `{}`, "", true, ClassRetryable, "", 0},
-		{"429 with Retry-After", 429, `slow down`, "7", true, ClassRetryable, "slow down", 7 * time.Second},
-		{"500 malformed JSON", 500, `{"message":"invalid character 'x'"}`, "", true, ClassRetryable, "invalid character", 0},
-		{"503", 503, ``, "", true, ClassRetryable, "", 0},
+		{"success", 200, `{"code":0,"success":true,"message":"success","causes":null,"data":null}`, "", "", false, 0, "", 0},
+		{"200 with success false", 200, `{"success":false,"message":"odd"}`, "", "", true, ClassRetryable, "odd", 0},
+		{"200 that is not DevLake's JSON (config-ui's index.html for an unknown path)", 200, `<!doctype html><html><head><title>DevLake</title>`, "", "text/html", true, ClassConfig, "not DevLake's JSON", 0},
+		{"200 with JSON of another API", 200, `{"items":[]}`, "", "", true, ClassConfig, "not DevLake's JSON", 0},
+		{"400 deployments", 400, `{"success":false,"message":"input json error: Key: 'WebhookDeploymentReq.FinishedDate'"}`, "", "", true, ClassPermanent, "FinishedDate", 0},
+		{"400 issues (bare string)", 400, `"Key: 'WebhookIssueRequest.Status' failed on the 'oneof' tag"`, "", "", true, ClassPermanent, "'oneof' tag", 0},
+		{"404 unknown connection (deleted webhook connection)", 404, `{"success":false,"message":"record not found"}`, "", "", true, ClassConfig, "record not found", 0},
+		{"404 HTML from an ingress (wrong base_url or path prefix)", 404, "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>" + strings.Repeat("x", 4000), "", "text/html", true, ClassConfig, `not DevLake's JSON (text/html): "<html> <head><title>404 Not Found</title></head> <body>xxx`, 0},
+		{"400 HTML from a proxy", 400, `<html><head><title>400 Request Header Or Cookie Too Large</title></head></html>`, "", "text/html", true, ClassConfig, "400 Request Header", 0},
+		{"400 JSON of another API", 400, `{"error":"bad request"}`, "", "", true, ClassConfig, "not DevLake's JSON", 0},
+		{"413 from an ingress", 413, `<html>413 Request Entity Too Large</html>`, "", "text/html", true, ClassConfig, "413 Request Entity", 0},
+		{"401", 401, `{"message":"token is not present or malformed"}`, "", "", true, ClassConfig, "malformed", 0},
+		{"403", 403, `{"message":"api key is invalid"}`, "", "", true, ClassConfig, "invalid", 0},
+		{"428 migration pending", 428, `{}`, "", "", true, ClassRetryable, "", 0},
+		{"429 with Retry-After", 429, `slow down`, "7", "", true, ClassRetryable, "slow down", 7 * time.Second},
+		{"500 malformed JSON", 500, `{"message":"invalid character 'x'"}`, "", "", true, ClassRetryable, "invalid character", 0},
+		{"503", 503, ``, "", "", true, ClassRetryable, "", 0},
 		{"400 unique violation creating the board (concurrent first posts)", 400,
-			`{"success":false,"message":"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"}`, "", true, ClassRetryable, "23505", 0},
-		{"400 issues: 23505 in a bare string", 400, `"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"`, "", true, ClassRetryable, "boards_pkey", 0},
-		{"400 that only mentions a duplicate", 400, `{"success":false,"message":"input json error: duplicate issueKey"}`, "", true, ClassPermanent, "duplicate", 0},
-		{"405 other 4xx", 405, ``, "", true, ClassPermanent, "", 0},
+			`{"success":false,"message":"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"}`, "", "", true, ClassRetryable, "23505", 0},
+		{"400 issues: 23505 in a bare string", 400, `"ERROR: duplicate key value violates unique constraint \"boards_pkey\" (SQLSTATE 23505)"`, "", "", true, ClassRetryable, "boards_pkey", 0},
+		{"400 that only mentions a duplicate", 400, `{"success":false,"message":"input json error: duplicate issueKey"}`, "", "", true, ClassPermanent, "duplicate", 0},
+		{"405 other 4xx", 405, ``, "", "", true, ClassConfig, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +56,7 @@ func TestPostClassifiesAnswers(t *testing.T) {
 				if tt.header != "" {
 					w.Header().Set("Retry-After", tt.header)
 				}
+				w.Header().Set("Content-Type", cmp.Or(tt.ctype, "application/json; charset=utf-8"))
 				w.WriteHeader(tt.status)
 				_, _ = io.WriteString(w, tt.body)
 			}))
@@ -67,6 +75,9 @@ func TestPostClassifiesAnswers(t *testing.T) {
 			var de *Error
 			if !errors.As(err, &de) || de.Class != tt.class || de.Status != tt.status || !strings.Contains(de.Message, tt.msg) || de.RetryAfter != tt.retryAfter {
 				t.Errorf("err = %#v, want class %s containing %q", err, tt.class, tt.msg)
+			}
+			if len(de.Message) > 1100 {
+				t.Errorf("message is %d bytes, want it cut", len(de.Message))
 			}
 		})
 	}
@@ -151,4 +162,31 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestPostReadsAnEndlessAnswerOnlyToItsLimit: an answer that never ends (a misrouted streaming
+// endpoint) is read up to maxAnswer and classified, not buffered until the timeout.
+func TestPostReadsAnEndlessAnswerOnlyToItsLimit(t *testing.T) {
+	var sent int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		chunk := []byte(strings.Repeat("y", 4096))
+		for r.Context().Err() == nil && sent < 64<<20 {
+			n, err := w.Write(chunk)
+			sent += n
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, 30*time.Second, "")
+	err := c.Post(context.Background(), KindDeployments, 1, config.NewSecret("k"), nil)
+	var de *Error
+	if !errors.As(err, &de) || de.Class != ClassConfig || !strings.Contains(de.Message, "not DevLake's JSON (text/plain)") {
+		t.Fatalf("err = %v, want a configuration fault naming the content type", err)
+	}
+	if len(de.Message) > 300 {
+		t.Errorf("message is %d bytes", len(de.Message))
+	}
 }
