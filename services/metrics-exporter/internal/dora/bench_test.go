@@ -86,11 +86,24 @@ func BenchmarkRebuild1M(b *testing.B) {
 
 // BenchmarkScrape gathers the full exposition of 1,000 components × 4 environments (40 teams,
 // 30 deployments per component and environment in the last 90 days).
+// Guarded: through the Guard the exporter serves (every counter and histogram series marked).
 func BenchmarkScrape(b *testing.B) {
+	for _, guarded := range []bool{false, true} {
+		b.Run(map[bool]string{false: "state", true: "guarded"}[guarded], func(b *testing.B) { benchScrape(b, guarded) })
+	}
+}
+
+func benchScrape(b *testing.B, guarded bool) {
 	s := newState(b, "dora2023", defaultWindows...)
 	synthetic(1000, 1000*4*30*4, add(b, s)) // 400 days, so ~30 per series within 90 days
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(s)
+	if guarded {
+		g := NewGuard(s)
+		g.Serve()
+		reg.MustRegister(g)
+	} else {
+		reg.MustRegister(s)
+	}
 	var series int
 	for b.Loop() {
 		mfs, err := reg.Gather()

@@ -32,6 +32,10 @@ type Guard struct {
 	offset  map[string]*Mark // what a floor adds to the exact value
 	high    map[string]*Mark // what was served, by series key
 	descs   map[string]*prometheus.Desc
+	// guards says, per descriptor, whether its metrics are counters or histograms (learned from
+	// the first metric of each): gauges pass through without being written twice.
+	guards map[*prometheus.Desc]bool
+	names  map[*prometheus.Desc]string
 }
 
 var descSeriesHeld = prometheus.NewDesc("doraflow_metrics_exporter_series_held",
@@ -41,7 +45,8 @@ var descSeriesHeld = prometheus.NewDesc("doraflow_metrics_exporter_series_held",
 // NewGuard wraps c.
 func NewGuard(c prometheus.Collector) *Guard {
 	return &Guard{c: c, floors: map[string]*Mark{}, offset: map[string]*Mark{}, high: map[string]*Mark{},
-		descs: map[string]*prometheus.Desc{}}
+		descs: map[string]*prometheus.Desc{}, guards: map[*prometheus.Desc]bool{},
+		names: map[*prometheus.Desc]string{}}
 }
 
 // Serve starts serving the collector's metrics.
@@ -148,12 +153,20 @@ func (g *Guard) Collect(ch chan<- prometheus.Metric) {
 	var order []string
 	metrics := map[string]prometheus.Metric{}
 	for m := range mc {
-		pb := &dto.Metric{}
-		if err := m.Write(pb); err != nil || (pb.Counter == nil && pb.Histogram == nil) {
+		if guard, known := g.guards[m.Desc()]; known && !guard {
 			ch <- m
 			continue
 		}
-		mk := markOf(m.Desc(), pb)
+		pb := &dto.Metric{}
+		if err := m.Write(pb); err != nil || (pb.Counter == nil && pb.Histogram == nil) {
+			if err == nil {
+				g.guards[m.Desc()] = false
+			}
+			ch <- m
+			continue
+		}
+		g.guards[m.Desc()] = true
+		mk := markOf(g.name(m.Desc()), pb)
 		k := mk.key()
 		exact[k], metrics[k] = mk, m
 		order = append(order, k)
@@ -162,8 +175,14 @@ func (g *Guard) Collect(ch chan<- prometheus.Metric) {
 	held := 0
 	for _, k := range order {
 		e := exact[k]
+		o, hasOffset := g.offset[k]
+		if h, ok := g.high[k]; !hasOffset && (!ok || covers(*e, *h)) {
+			g.high[k] = e // the exact value is at or above everything served: the common case
+			ch <- metrics[k]
+			continue
+		}
 		served := *e
-		if o, ok := g.offset[k]; ok {
+		if hasOffset {
 			served = addMark(served, *o)
 		}
 		if h, ok := g.high[k]; ok {
@@ -252,11 +271,21 @@ func (g *Guard) applyFloors(exact map[string]*Mark) {
 	clear(g.floors)
 }
 
-func markOf(d *prometheus.Desc, pb *dto.Metric) *Mark {
-	m := &Mark{}
-	if n := fqName.FindStringSubmatch(d.String()); n != nil {
-		m.Name = n[1]
+// name returns a descriptor's fully-qualified name.
+func (g *Guard) name(d *prometheus.Desc) string {
+	if n, ok := g.names[d]; ok {
+		return n
 	}
+	var n string
+	if m := fqName.FindStringSubmatch(d.String()); m != nil {
+		n = m[1]
+	}
+	g.names[d] = n
+	return n
+}
+
+func markOf(name string, pb *dto.Metric) *Mark {
+	m := &Mark{Name: name}
 	for _, l := range pb.GetLabel() {
 		m.Labels = append(m.Labels, [2]string{l.GetName(), l.GetValue()})
 	}
@@ -363,6 +392,24 @@ func valid(m Mark) Mark {
 	}
 	m.Count = max(m.Count, native)
 	return m
+}
+
+// covers reports whether a is at or above b elementwise.
+func covers(a, b Mark) bool {
+	if a.Value < b.Value || a.Count < b.Count || a.Sum < b.Sum || a.Zero < b.Zero || !slices.Equal(a.Bounds, b.Bounds) {
+		return false
+	}
+	for i := range a.Buckets {
+		if a.Buckets[i] < b.Buckets[i] {
+			return false
+		}
+	}
+	for k, v := range b.Native {
+		if a.Native[k] < v {
+			return false
+		}
+	}
+	return true
 }
 
 func equalMark(a, b Mark) bool {
