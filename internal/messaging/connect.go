@@ -14,10 +14,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
 	"github.com/doraflow/doraflow/internal/config"
@@ -110,6 +112,11 @@ func Connect(ctx context.Context, s Settings, log zerolog.Logger) (*nats.Conn, e
 		}
 		opts = append(opts, o)
 	case s.CredsFile != "":
+		// nats.go reads the file again at every (re)connect, so a rotated Secret is picked up by the
+		// next reconnect; checking it here first turns a wrong file into one clear error at start.
+		if err := checkCreds(s.CredsFile); err != nil {
+			return nil, err
+		}
 		opts = append(opts, nats.UserCredentials(s.CredsFile))
 	}
 	if s.TLSCAFile != "" || s.TLSCertFile != "" {
@@ -133,6 +140,9 @@ func Connect(ctx context.Context, s Settings, log zerolog.Logger) (*nats.Conn, e
 			errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) {
 			return nil, fmt.Errorf("connect to NATS at %s: credentials rejected: %w", logging.RedactURL(s.URL), err)
 		}
+		if tlsErr := tlsFault(s, err); tlsErr != nil {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", logging.RedactURL(s.URL), tlsErr)
+		}
 		log.Warn().Str("error", logging.RedactText(err.Error())).Str("url", logging.RedactURL(s.URL)).Dur("retry_in", backoff).Msg("connect to NATS")
 		select {
 		case <-ctx.Done():
@@ -141,6 +151,50 @@ func Connect(ctx context.Context, s Settings, log zerolog.Logger) (*nats.Conn, e
 		}
 		backoff = min(backoff*2, 10*time.Second)
 	}
+}
+
+// checkCreds reads a .creds file as nats.go will: a user JWT and an nkey seed.
+func checkCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("load NATS_CREDS_FILE: %w", err)
+	}
+	defer clear(b)
+	if _, err := nkeys.ParseDecoratedJWT(b); err != nil {
+		return fmt.Errorf("load NATS_CREDS_FILE %s: no user JWT: %w", path, err)
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("load NATS_CREDS_FILE %s: no user nkey seed: %w", path, err)
+	}
+	kp.Wipe()
+	return nil
+}
+
+// tlsFault explains a TLS failure that retrying cannot repair: the server's certificate is not
+// signed by a trusted CA (or names another host), or the server refused the handshake, which with
+// mutual TLS means it did not accept our client certificate. Other errors give nil.
+func tlsFault(s Settings, err error) error {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		ca := "NATS_TLS_CA_FILE is unset, so only the system CAs are trusted"
+		if s.TLSCAFile != "" {
+			ca = "NATS_TLS_CA_FILE=" + s.TLSCAFile
+		}
+		return fmt.Errorf("TLS: the server's certificate is not trusted (%s): %w", ca, err)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		cert := "no client certificate was sent: set NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE"
+		if s.TLSCertFile != "" {
+			cert = "NATS_TLS_CERT_FILE=" + s.TLSCertFile + " was not accepted"
+		}
+		return fmt.Errorf("TLS: the server refused the handshake; with mutual TLS it wants a client certificate signed by its CA (%s): %w", cert, err)
+	}
+	return nil
 }
 
 func tlsConfig(s Settings) (*tls.Config, error) {

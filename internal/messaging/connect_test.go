@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
@@ -147,5 +148,108 @@ func TestConnectNeverLogsCredentialsOfAServerList(t *testing.T) {
 		if strings.Contains(out, canary) {
 			t.Errorf("%s leaked:\n%s", canary, out)
 		}
+	}
+}
+
+// TLS (server CA, mutual TLS) and decentralized authentication (.creds: JWT and nkey) against a
+// server configured that way, with the settings read from the environment as the services read them.
+// A wrong CA, a missing client certificate and a wrong or unreadable creds file fail at once with an
+// error naming the setting to fix; they are never retried, since waiting cannot repair them.
+func TestConnectTLSAndCreds(t *testing.T) {
+	pki, otherPKI := natstest.NewPKI(t), natstest.NewPKI(t)
+	op, otherOp := natstest.NewOperator(t), natstest.NewOperator(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.creds")
+	if err := os.WriteFile(garbage, []byte("not a creds file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serverCA := map[string]string{"NATS_TLS_CA_FILE": pki.CAFile}
+	mutual := map[string]string{"NATS_TLS_CA_FILE": pki.CAFile, "NATS_TLS_CERT_FILE": pki.ClientCertFile, "NATS_TLS_KEY_FILE": pki.ClientKeyFile}
+	with := func(env map[string]string, k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for k, v := range env {
+			out[k] = v
+		}
+		return out
+	}
+
+	tests := []struct {
+		name    string
+		server  []func(*server.Options)
+		env     map[string]string
+		wantErr []string // empty: must connect and use JetStream
+	}{
+		{"server CA", []func(*server.Options){pki.TLS(false)}, serverCA, nil},
+		{"wrong CA", []func(*server.Options){pki.TLS(false)},
+			map[string]string{"NATS_TLS_CA_FILE": otherPKI.CAFile},
+			[]string{"TLS", "NATS_TLS_CA_FILE", "unknown authority"}},
+		{"no CA for a private server certificate", []func(*server.Options){pki.TLS(false)}, nil,
+			[]string{"TLS", "NATS_TLS_CA_FILE", "unknown authority"}},
+		{"mutual TLS", []func(*server.Options){pki.TLS(true)}, mutual, nil},
+		{"mutual TLS without a client certificate", []func(*server.Options){pki.TLS(true)}, serverCA,
+			[]string{"TLS", "client certificate", "NATS_TLS_CERT_FILE"}},
+		{"mutual TLS with a client certificate of another CA", []func(*server.Options){pki.TLS(true)},
+			with(with(serverCA, "NATS_TLS_CERT_FILE", otherPKI.ClientCertFile), "NATS_TLS_KEY_FILE", otherPKI.ClientKeyFile),
+			[]string{"TLS", "client certificate", "NATS_TLS_CERT_FILE"}},
+		{"creds", []func(*server.Options){op.Option()}, map[string]string{"NATS_CREDS_FILE": op.UserCreds("enricher")}, nil},
+		{"creds over mutual TLS", []func(*server.Options){op.Option(), pki.TLS(true)},
+			with(mutual, "NATS_CREDS_FILE", op.UserCreds("devlake-sink")), nil},
+		{"creds of another operator", []func(*server.Options){op.Option()},
+			map[string]string{"NATS_CREDS_FILE": otherOp.UserCreds("enricher")}, []string{"credentials rejected"}},
+		{"no creds for an operator-mode server", []func(*server.Options){op.Option()}, nil, []string{"credentials rejected"}},
+		{"unreadable creds file", []func(*server.Options){op.Option()},
+			map[string]string{"NATS_CREDS_FILE": filepath.Join(t.TempDir(), "none.creds")},
+			[]string{"NATS_CREDS_FILE", "none.creds", "no such file"}},
+		{"creds file holding no JWT", []func(*server.Options){op.Option()},
+			map[string]string{"NATS_CREDS_FILE": garbage}, []string{"NATS_CREDS_FILE", "garbage.creds"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := natstest.Start(t, tt.server...)
+			env := config.NewEnv(func(k string) string {
+				if k == "NATS_URL" {
+					return srv.URL()
+				}
+				return tt.env[k]
+			})
+			s := SettingsFromEnv(env, "test")
+			if err := env.Err(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			nc, err := Connect(ctx, s, zerolog.Nop())
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Connect = %v", err)
+				}
+				defer nc.Close()
+				js, err := jetstream.New(nc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := js.AccountInfo(ctx); err != nil {
+					t.Errorf("JetStream account info = %v", err)
+				}
+				if _, tlsOn := tt.env["NATS_TLS_CA_FILE"]; tlsOn {
+					if _, err := nc.TLSConnectionState(); err != nil {
+						t.Errorf("connection is not TLS: %v", err)
+					}
+				}
+				return
+			}
+			if err == nil {
+				nc.Close()
+				t.Fatalf("Connect succeeded, want an error with %q", tt.wantErr)
+			}
+			t.Logf("Connect = %v", err)
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Connect = %v\nwant it to say %q", err, want)
+				}
+			}
+			if ctx.Err() != nil {
+				t.Error("Connect retried until its deadline instead of failing at once")
+			}
+		})
 	}
 }
