@@ -226,7 +226,7 @@ func (s State) clone() State {
 	c := s
 	c.Entries = slices.Clone(s.Entries)
 	c.Open = slices.Clone(s.Open)
-	c.Images = slices.Clone(s.Images)
+	// Images is shared: it is only ever replaced, never changed in place.
 	if s.Held != nil {
 		h := *s.Held
 		c.Held = &h
