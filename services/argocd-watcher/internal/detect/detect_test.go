@@ -469,11 +469,14 @@ type publishedJSON struct {
 
 // run feeds the steps through Decode (after the cache transform) and Detect, persisting the state
 // through JSON between steps as the KV checkpoint does.
-func run(t *testing.T, sc scenario) []stepOutput {
+func run(t *testing.T, sc scenario, opts ...func(*Config)) []stepOutput {
 	t.Helper()
 	cfg := testConfig()
 	if sc.cfg != nil {
 		sc.cfg(cfg)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	var st *State
 	var out []stepOutput
@@ -709,6 +712,40 @@ func TestRollingUpdateImages(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("events per step (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestHoldKeepsIDsTimesAndOrder: over every scenario, waiting for rollouts to settle changes when
+// events come out, never which: the same IDs, deployment times and order as publishing at once
+// (image_settle_timeout 0), counting an entry still held at the end as flushed.
+func TestHoldKeepsIDsTimesAndOrder(t *testing.T) {
+	sequence := func(outs []stepOutput, flush func(State) []events.Event) []string {
+		var seq []string
+		add := func(ev events.Event) {
+			m := ev.Meta()
+			seq = append(seq, fmt.Sprintf("%s %s %s", m.Subject, m.ID, m.Time.Format(time.RFC3339)))
+		}
+		for _, o := range outs {
+			for _, p := range o.Events {
+				add(p.Event)
+			}
+		}
+		if n := len(outs); n > 0 && outs[n-1].State != nil {
+			for _, ev := range flush(*outs[n-1].State) {
+				add(ev)
+			}
+		}
+		return seq
+	}
+	cfg := testConfig()
+	for _, sc := range scenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			held := sequence(run(t, sc), cfg.Flush)
+			atOnce := sequence(run(t, sc, func(c *Config) { c.ImageSettleTimeout = 0 }), cfg.Flush)
+			if diff := cmp.Diff(atOnce, held); diff != "" {
+				t.Errorf("events (-at once +held):\n%s", diff)
 			}
 		})
 	}
