@@ -111,10 +111,7 @@ func sk(name, labels string) string {
 }
 
 // multiCluster is a change to checkout-api rolled out to three production clusters (policy first).
-var multiCluster = doratest.Rollout(doratest.Dep{App: "checkout", Component: "checkout-api", Team: "payments",
-	Env: events.EnvironmentProduction, History: 11, Finished: doratest.Mar(18, 10, 0),
-	Commits: []events.Commit{doratest.Commit("x1", "checkout-api", doratest.Mar(18, 9, 0))}},
-	5*time.Minute, "eu", "us", "ap")
+var multiCluster = doratest.FleetCheckout
 
 // TestLogicalDeployments: one change rolled out to three clusters counts as one deployment, and a
 // failure signal naming any of its children makes it one change failure, in every arrival order.
@@ -387,5 +384,46 @@ func TestRebuildLabelsFollowHistory(t *testing.T) {
 	want[sk("dora_change_failures_total", cp+`,detection="rollback"`)] = 1
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestFleetScenario adds the fleet (doratest.Fleet) to the golden scenario: three clusters of one
+// checkout-api change count one deployment and, rolled back on one cluster, one failure; the cart
+// change on two clusters and its GitOps revert (kind rollback, flagged revert) count one each, the
+// inferred revert makes the change a failure and the revert rework with reason revert.
+func TestFleetScenario(t *testing.T) {
+	base := newState(t, "dora2023", defaultWindows...)
+	applyAny(t, base, doratest.Scenario())
+	fleet := newState(t, "dora2023", defaultWindows...)
+	applyAny(t, fleet, append(doratest.Scenario(), doratest.Fleet()...))
+	b, f := scrapeValues(t, base), scrapeValues(t, fleet)
+	cart := `component="cart",environment="production",team="payments"`
+	delta := map[string]float64{}
+	for _, k := range []string{
+		sk("dora_deployments_total", cp+`,kind="deploy",result="success"`),
+		sk("dora_deployments_total", cart+`,kind="deploy",result="success"`),
+		sk("dora_deployments_total", cart+`,kind="rollback",result="success"`),
+		sk("dora_change_failures_total", cp+`,detection="rollback"`),
+		sk("dora_change_failures_total", cart+`,detection="revert"`),
+		sk("dora_rework_deployments_total", cart+`,reason="revert"`),
+		sk("dora_rework_deployments_total", cart+`,reason="rollback"`),
+		sk("doraflow_metrics_exporter_rollout_children_total", `environment="production",counted="true"`),
+		sk("doraflow_metrics_exporter_rollout_children_total", `environment="production",counted="false"`),
+	} {
+		delta[k] = f[k] - b[k]
+	}
+	want := map[string]float64{
+		sk("dora_deployments_total", cp+`,kind="deploy",result="success"`):                                 1,
+		sk("dora_deployments_total", cart+`,kind="deploy",result="success"`):                               1,
+		sk("dora_deployments_total", cart+`,kind="rollback",result="success"`):                             1,
+		sk("dora_change_failures_total", cp+`,detection="rollback"`):                                       1,
+		sk("dora_change_failures_total", cart+`,detection="revert"`):                                       1,
+		sk("dora_rework_deployments_total", cart+`,reason="revert"`):                                       1,
+		sk("dora_rework_deployments_total", cart+`,reason="rollback"`):                                     0,
+		sk("doraflow_metrics_exporter_rollout_children_total", `environment="production",counted="true"`):  3,
+		sk("doraflow_metrics_exporter_rollout_children_total", `environment="production",counted="false"`): 4,
+	}
+	if diff := cmp.Diff(want, delta); diff != "" {
+		t.Errorf("what the fleet adds (-want +got):\n%s", diff)
 	}
 }

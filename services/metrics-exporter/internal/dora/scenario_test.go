@@ -350,9 +350,15 @@ func lintClean(t *testing.T, c prometheus.Collector) {
 // the counters whose label is fixed when a deployment first became a failure or rework (detection,
 // reason: README "Counter semantics") are compared summed over that label.
 func TestOrderIndependence(t *testing.T) {
-	evs := doratest.Scenario()
+	for name, evs := range map[string][]events.Event{"scenario": doratest.Scenario(),
+		"scenario+fleet": append(doratest.Scenario(), doratest.Fleet()...)} {
+		t.Run(name, func(t *testing.T) { orderIndependence(t, evs) })
+	}
+}
+
+func orderIndependence(t *testing.T, evs []events.Event) {
 	ref := newState(t, "dora2023", defaultWindows...)
-	apply(t, ref, evs)
+	applyAny(t, ref, evs)
 	want, wantSticky := exposition(t, withoutSticky{ref}), stickySums(t, ref)
 
 	rnd := rand.New(rand.NewPCG(1, 2))
@@ -367,9 +373,9 @@ func TestOrderIndependence(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			s := newState(t, "dora2023", defaultWindows...)
-			apply(t, s, perm[:len(perm)/2])
+			applyAny(t, s, perm[:len(perm)/2])
 			_ = exposition(t, s) // a scrape in between changes nothing
-			apply(t, s, perm[len(perm)/2:])
+			applyAny(t, s, perm[len(perm)/2:])
 			if diff := cmp.Diff(want, exposition(t, withoutSticky{s})); diff != "" {
 				t.Errorf("exposition differs from publication order (-want +got):\n%s", diff)
 			}

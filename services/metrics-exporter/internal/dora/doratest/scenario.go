@@ -288,3 +288,34 @@ func Scenario() []events.Event {
 		Signal(D5, events.DetectionRollback, Mar(15, 11, 0), time.Time{}, D6.ID()), // a repeat
 	}
 }
+
+// The fleet: changes rolled out to several production clusters (policy first) and a GitOps revert.
+var (
+	// FleetCheckout is one checkout-api change on three clusters; the ap cluster rolls it back.
+	FleetCheckout = Rollout(Dep{App: "checkout", Component: "checkout-api", Team: "payments", Env: prod, History: 11,
+		Finished: Mar(18, 10, 0), Commits: []events.Commit{Commit("x1", "checkout-api", Mar(18, 9, 0))}},
+		5*time.Minute, "eu", "us", "ap")
+	// FleetCart is a cart change on two clusters, reverted in Git by FleetCartRevert (auto-sync: the
+	// revert is a new deployment of kind rollback, flagged revert), which the enricher infers.
+	FleetCart = Rollout(Dep{App: "cart", Component: "cart", Team: "payments", Env: prod, History: 12,
+		Finished: Mar(19, 10, 0), Commits: []events.Commit{Commit("k9", "cart", Mar(19, 8, 0))}},
+		5*time.Minute, "eu", "us")
+	FleetCartRevert = Rollout(Dep{App: "cart", Component: "cart", Team: "payments", Env: prod, History: 13,
+		Finished: Mar(19, 12, 0), Kind: events.KindRollback, Quality: []events.QualityFlag{events.QualityRevert}},
+		5*time.Minute, "eu", "us")
+)
+
+// Fleet returns the fleet's events: every child rollout, a rollback signal on one checkout-api
+// cluster, and the enricher's inferred revert of the cart change. Applied with Scenario it adds two
+// logical deployments and one GitOps revert (itself a logical deployment and rework).
+func Fleet() []events.Event {
+	var out []events.Event
+	for _, group := range [][]Dep{FleetCheckout, FleetCart, FleetCartRevert} {
+		for _, d := range group {
+			out = append(out, d.Event())
+		}
+	}
+	return append(out,
+		Signal(FleetCheckout[2], events.DetectionRollback, Mar(18, 11, 0), time.Time{}, ""),
+		Inferred(FleetCart[0], FleetCartRevert[0].Finished, FleetCartRevert[0].LogicalID()))
+}
