@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/doraflow/doraflow/internal/messaging"
 	"github.com/doraflow/doraflow/internal/natstest"
@@ -91,6 +92,13 @@ func TestRetentionKeepsTotals(t *testing.T) {
 	after := counters(want, parseExposition(t, body, &want).values)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("totals changed across the restart after retention (-before +after):\n%s", diff)
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	held := parseExposition(t, body, nil).values["doraflow_metrics_exporter_series_held"]
 	if held == 0 {
