@@ -61,11 +61,16 @@ func starter(getenv func(string) string) func(context.Context, *service.Deps[rul
 			Breaker: sink.BreakerConfig{Failures: s.Breaker.Failures, OpenFor: s.Breaker.OpenFor,
 				MaxOpenFor: s.Breaker.MaxOpenFor, ConfigOpenFor: s.Breaker.ConfigErrorOpenFor},
 		})
+		// Not ready while a connection is paused by a configuration fault: /readyz names it, with
+		// DevLake's answer and what to check. An outage (5xx, timeouts) is not the sink's fault.
+		d.Checks.Add("devlake", func(context.Context) error { return sk.Ready() })
+		d.Registry.MustRegister(newFaultCollector(conns, sk.ConfigFaults))
 		d.Log.Info().Str("base_url", logging.RedactURL(cfg.Integration.Devlake.BaseURL)).Int("connections", len(conns)).
 			Msg("DevLake posting enabled")
 
-		// MaxDeliver -1: a DevLake outage never exhausts deliveries. Only permanent errors (400, 404,
-		// no connection for a project, undecodable events) are dead-lettered; everything else is
+		// MaxDeliver -1: a DevLake outage or misconfiguration never exhausts deliveries. Only
+		// permanent errors (a 400 of DevLake's JSON about the message, no connection for a project,
+		// undecodable events) are dead-lettered; everything else is
 		// naked with a growing delay while the connection's circuit is open. Retries are the sink's
 		// own (per post, with jitter), so the router adds none. Events are posted Concurrency at a
 		// time: each is independent, and the ledger settles races as it does between replicas.

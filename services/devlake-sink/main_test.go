@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +133,14 @@ func (h *harness) publish(t *testing.T, evs ...events.Event) {
 	}
 }
 
+// publishDeployments publishes deployments 1 to n.
+func (h *harness) publishDeployments(t *testing.T, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		h.publish(t, deployment(i))
+	}
+}
+
 // settled waits until both handlers' consumers have nothing pending or unacknowledged.
 func (h *harness) settled(t *testing.T, timeout time.Duration) {
 	t.Helper()
@@ -149,6 +160,25 @@ func (h *harness) settled(t *testing.T, timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// deliveredExactlyOnce checks that DevLake got each deployment once per connection, in exactly 2n
+// requests, and that nothing was dead-lettered.
+func (h *harness) deliveredExactlyOnce(t *testing.T, n int) {
+	t.Helper()
+	for _, c := range []uint64{h.c1.ID, h.c2.ID} {
+		for id, w := range h.dl.WriteCounts(c, devlaketest.KindDeployment) {
+			if w != 1 {
+				t.Errorf("connection %d: %s written %d times", c, id, w)
+			}
+		}
+	}
+	if got := len(h.dl.Requests()); got != 2*n {
+		t.Errorf("DevLake got %d requests, want exactly %d", got, 2*n)
+	}
+	if d := h.deadLetters(t); len(d) != 0 {
+		t.Errorf("%d dead letters", len(d))
+	}
 }
 
 func (h *harness) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
@@ -338,19 +368,7 @@ func TestStoppedMidStreamAndRestartedDeliversTheRest(t *testing.T) {
 		return nil
 	})
 	h.settled(t, 10*time.Second)
-	for _, c := range []uint64{h.c1.ID, h.c2.ID} {
-		for id, w := range dl.WriteCounts(c, devlaketest.KindDeployment) {
-			if w != 1 {
-				t.Errorf("connection %d: %s written %d times", c, id, w)
-			}
-		}
-	}
-	if got := len(dl.Requests()); got != 2*n {
-		t.Errorf("DevLake got %d requests, want exactly %d", got, 2*n)
-	}
-	if d := h.deadLetters(t); len(d) != 0 {
-		t.Errorf("%d dead letters", len(d))
-	}
+	h.deliveredExactlyOnce(t, n)
 	t.Logf("stopped after %d of %d deployments", before, n)
 	second.Stop(t)
 }
@@ -364,9 +382,7 @@ func TestDevLakeDownPausesWithoutDeadLettering(t *testing.T) {
 	dl.SetDown(http.StatusServiceUnavailable)
 	s := h.start(t)
 	const n = 5
-	for i := 1; i <= n; i++ {
-		h.publish(t, deployment(i))
-	}
+	h.publishDeployments(t, n)
 	wait.For(t, 20*time.Second, func() error {
 		_, m := s.Get(t, "/metrics")
 		for _, want := range []string{`doraflow_devlake_sink_circuit_state{connection="1"} 2`, `outcome="circuit_open"`} {
@@ -393,4 +409,94 @@ func TestDevLakeDownPausesWithoutDeadLettering(t *testing.T) {
 		t.Errorf("%d dead letters", len(d))
 	}
 	s.Stop(t)
+}
+
+// TestMisroutedDevLakePausesUntilFixed: an ingress answers 404 with an HTML page (a wrong base_url
+// or path prefix) for a while. That is a configuration fault of every connection, not of the
+// messages: nothing is dead-lettered, /readyz names each connection and the answer, the
+// config_errors_total{status="404"} series count it and config_fault is 1; once DevLake answers
+// again, the circuits' probes resume delivery by themselves and every deployment arrives exactly once.
+func TestMisroutedDevLakePausesUntilFixed(t *testing.T) {
+	dl := devlaketest.New()
+	var misrouted atomic.Bool
+	misrouted.Store(true)
+	var answered404 atomic.Int64
+	ingress := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if misrouted.Load() {
+			answered404.Add(1)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+			return
+		}
+		dl.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ingress.Close)
+	h := newHarness(t, ingress.URL, dl, "")
+	s := h.start(t)
+	const n = 10
+	h.publishDeployments(t, n)
+
+	wait.For(t, 20*time.Second, func() error {
+		code, body := s.Get(t, "/readyz")
+		for _, want := range []string{"connection 1 (project 1)", "connection 2 (project 2)", "DevLake answered 404",
+			`not DevLake's JSON (text/html): "<html> <head><title>404 Not Found</title>`, "base_url"} {
+			if code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+				return fmt.Errorf("/readyz %d lacks %q:\n%s", code, want, body)
+			}
+		}
+		_, m := s.Get(t, "/metrics")
+		for _, want := range []string{`doraflow_devlake_sink_config_fault{connection="1"} 1`, `doraflow_devlake_sink_config_fault{connection="2"} 1`,
+			`doraflow_devlake_sink_circuit_state{connection="1"} 2`, `outcome="circuit_open"`} {
+			if !strings.Contains(m, want) {
+				return fmt.Errorf("/metrics lacks %s", want)
+			}
+		}
+		for _, c := range []string{"1", "2"} {
+			if v := metricValue(m, `doraflow_devlake_sink_config_errors_total{connection="`+c+`",status="404"}`); v < 1 {
+				return fmt.Errorf("config_errors_total of connection %s: %v", c, v)
+			}
+		}
+		return nil
+	})
+	if d := h.deadLetters(t); len(d) != 0 {
+		t.Fatalf("%d dead letters while the ingress answered 404", len(d))
+	}
+	if got := len(dl.Requests()); got != 0 {
+		t.Fatalf("%d requests reached DevLake", got)
+	}
+
+	misrouted.Store(false) // the operator fixed the ingress
+	wait.For(t, 60*time.Second, func() error {
+		if a, b := len(dl.Deployments(h.c1.ID)), len(dl.Deployments(h.c2.ID)); a != n || b != n {
+			return fmt.Errorf("%d and %d of %d delivered", a, b, n)
+		}
+		if code, body := s.Get(t, "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return nil
+	})
+	h.settled(t, 65*time.Second)
+	h.deliveredExactlyOnce(t, n)
+	_, m := s.Get(t, "/metrics")
+	for _, want := range []string{`doraflow_devlake_sink_config_fault{connection="1"} 0`, `doraflow_devlake_sink_circuit_state{connection="1"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s after the fix", want)
+		}
+	}
+	t.Logf("the ingress answered 404 %d times", answered404.Load())
+	s.Stop(t)
+}
+
+// metricValue returns the value of one series in an exposition, or -1 when it is absent.
+func metricValue(exposition, series string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

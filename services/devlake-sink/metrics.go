@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, log zerolog.Logger) *metrics {
 			Help: "Events not posted anywhere, by kind and reason (unknown_environment, redeploy, rollout_child, no_commits, no_targets)."},
 			[]string{"kind", "reason"}),
 		configErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("config_errors_total"),
-			Help: "401 and 403 answers by connection and status: a missing, wrong, expired or out-of-scope API key."},
+			Help: "Answers that pause a connection as misconfigured, by connection and HTTP status: 401 and 403 (the API key), 404 (a wrong base_url or path prefix, a deleted connection), other 4xx but 400, and answers that are not DevLake's JSON (an ingress or web page answering instead)."},
 			[]string{"connection", "status"}),
 		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name("circuit_state"),
 			Help: "Circuit state per connection: 0 closed (posting), 1 half-open (probing), 2 open (paused)."},
@@ -63,6 +64,49 @@ func (m *metrics) connection(c sink.Connection) {
 	m.circuit.WithLabelValues(l).Set(float64(sink.StateClosed))
 	for _, k := range []devlake.Kind{devlake.KindDeployments, devlake.KindIssues} {
 		m.posts.WithLabelValues(l, string(k), "ok")
+	}
+	// The usual statuses start at 0, so increase() sees the first fault.
+	for _, status := range []string{"401", "403", "404"} {
+		m.configErrors.WithLabelValues(l, status)
+	}
+}
+
+// faultCollector emits config_fault at scrape time: 1 for each connection paused by a
+// configuration fault (the connections /readyz names), 0 for the others.
+type faultCollector struct {
+	desc   *prometheus.Desc
+	conns  []uint64
+	faults func() []sink.ConfigFault
+}
+
+func newFaultCollector(conns map[string]sink.Connection, faults func() []sink.ConfigFault) *faultCollector {
+	c := &faultCollector{faults: faults, desc: prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, "config_fault"),
+		"1 while the connection is paused by a configuration fault (see /readyz and config_errors_total), else 0.",
+		[]string{"connection"}, nil)}
+	seen := map[uint64]bool{}
+	for _, conn := range conns {
+		if !seen[conn.ID] {
+			seen[conn.ID] = true
+			c.conns = append(c.conns, conn.ID)
+		}
+	}
+	slices.Sort(c.conns)
+	return c
+}
+
+func (c *faultCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *faultCollector) Collect(ch chan<- prometheus.Metric) {
+	faulty := map[uint64]bool{}
+	for _, f := range c.faults() {
+		faulty[f.Connection] = true
+	}
+	for _, id := range c.conns {
+		v := 0.0
+		if faulty[id] {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, connLabel(id))
 	}
 }
 
@@ -97,8 +141,12 @@ func (m *metrics) CircuitChanged(conn uint64, from, to sink.State, cause error) 
 		ev = m.log.Warn()
 	}
 	msg := "DevLake connection circuit " + to.String()
-	if to == sink.StateOpen && devlake.ClassOf(cause) == devlake.ClassConfig {
-		msg = "DevLake rejected the API key; posts to this connection are paused until it is fixed"
+	var de *devlake.Error
+	if to == sink.StateOpen && errors.As(cause, &de) && de.Class == devlake.ClassConfig {
+		msg = "DevLake connection misconfigured; posts to it are paused until it is fixed (see /readyz)"
+		if de.Status == 401 || de.Status == 403 {
+			msg = "DevLake rejected the API key; posts to this connection are paused until it is fixed"
+		}
 	}
 	ev.Uint64("connection", conn).Str("from", from.String()).Str("to", to.String()).Err(cause).Msg(msg)
 }

@@ -63,6 +63,8 @@ func (c Class) String() string {
 // Error is a failed post.
 type Error struct {
 	Class Class
+	// Kind is what the post wrote.
+	Kind Kind
 	// Status is the HTTP status; 0 when no answer arrived.
 	Status int
 	// Message is DevLake's answer (its message field, or the raw body), at most 1 KiB.
@@ -140,7 +142,11 @@ func (c *Client) Post(ctx context.Context, kind Kind, conn uint64, key config.Se
 	if err != nil {
 		return &Error{Class: ClassRetryable, Status: resp.StatusCode, Err: fmt.Errorf("read answer: %w", err)}
 	}
-	return classify(resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), raw)
+	err = classify(resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), raw)
+	if e, ok := err.(*Error); ok {
+		e.Kind = kind
+	}
+	return err
 }
 
 // maxAnswer bounds the part of an answer that is read.
@@ -203,7 +209,7 @@ func devlakeJSON(raw []byte) bool {
 // its body on one line.
 func notDevLake(contentType string, raw []byte) string {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return "not DevLake's JSON: empty answer"
+		return NotDevLake + ": empty answer"
 	}
 	mt := "no content type"
 	if contentType != "" {
@@ -214,8 +220,11 @@ func notDevLake(contentType string, raw []byte) string {
 	if len(start) > 160 {
 		start = start[:160] + "…"
 	}
-	return fmt.Sprintf("not DevLake's JSON (%s): %q", mt, start)
+	return fmt.Sprintf("%s (%s): %q", NotDevLake, mt, start)
 }
+
+// NotDevLake starts the Message of an answer that is not DevLake's JSON.
+const NotDevLake = "not DevLake's JSON"
 
 // uniqueViolation reports whether DevLake's message is a PostgreSQL unique violation: SQLSTATE 23505,
 // or its text "duplicate key value violates unique constraint" (MySQL's equivalent, error 1062

@@ -56,6 +56,19 @@ type breaker struct {
 	openUntil time.Time
 	probing   bool
 	cause     error
+	// fault is the configuration fault the connection is paused for, from its first answer until a
+	// post succeeds or DevLake itself rejects a message (which proves the connection right).
+	fault *ConfigFault
+}
+
+// ConfigFault is a connection paused because DevLake, or whatever answers in its place, says the
+// connection is misconfigured (devlake.ClassConfig): every message would fail the same way.
+type ConfigFault struct {
+	Connection uint64
+	// Cause is the last such answer (a *devlake.Error).
+	Cause error
+	// Since is the first such answer; NextProbe is when the circuit lets the next post through.
+	Since, NextProbe time.Time
 }
 
 // transition is a state change to report.
@@ -111,7 +124,7 @@ func (b *breaker) record(now time.Time, probe bool, err error, cancelled bool) *
 	switch {
 	case err == nil || devlake.ClassOf(err) == devlake.ClassPermanent:
 		// DevLake answered; a rejected payload is not an outage.
-		b.failures, b.openFor, b.cause = 0, 0, nil
+		b.failures, b.openFor, b.cause, b.fault = 0, 0, nil, nil
 		if from != StateClosed {
 			b.state = StateClosed
 			return &transition{from: from, to: StateClosed}
@@ -120,6 +133,11 @@ func (b *breaker) record(now time.Time, probe bool, err error, cancelled bool) *
 	case devlake.ClassOf(err) == devlake.ClassConfig:
 		b.cause = err
 		b.state, b.openUntil = StateOpen, now.Add(b.cfg.ConfigOpenFor)
+		since := now
+		if b.fault != nil {
+			since = b.fault.Since
+		}
+		b.fault = &ConfigFault{Cause: err, Since: since, NextProbe: b.openUntil}
 		return &transition{from: from, to: StateOpen, cause: err}
 	default:
 		b.failures++

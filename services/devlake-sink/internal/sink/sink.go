@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -675,6 +676,59 @@ func (s *Sink) CircuitStates() map[uint64]State {
 		b.mu.Unlock()
 	}
 	return out
+}
+
+// ConfigFaults returns the connections paused by a configuration fault, by connection id.
+func (s *Sink) ConfigFaults() []ConfigFault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ConfigFault
+	for id, b := range s.breakers {
+		b.mu.Lock()
+		if b.fault != nil {
+			f := *b.fault
+			f.Connection = id
+			out = append(out, f)
+		}
+		b.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Connection < out[j].Connection })
+	return out
+}
+
+// Ready is the sink's readiness: an error naming every connection paused by a configuration
+// fault, with DevLake's answer and what to check, or nil.
+func (s *Sink) Ready() error {
+	var errs []error
+	for _, f := range s.ConfigFaults() {
+		project := "?"
+		for _, c := range s.opts.Connections {
+			if c.ID == f.Connection {
+				project = c.ProjectID
+				break
+			}
+		}
+		errs = append(errs, fmt.Errorf("connection %d (project %s) paused by a configuration fault since %s, next probe %s: %w; %s",
+			f.Connection, project, f.Since.UTC().Format(time.RFC3339), f.NextProbe.UTC().Format(time.RFC3339), f.Cause, f.Hint()))
+	}
+	return errors.Join(errs...)
+}
+
+// Hint says what to check for the fault's answer.
+func (f ConfigFault) Hint() string {
+	var de *devlake.Error
+	errors.As(f.Cause, &de)
+	switch {
+	case de == nil:
+		return "check integration.devlake.base_url"
+	case de.Status == 401 || de.Status == 403:
+		return fmt.Sprintf("check the API key of connection %d (devlake_sink.connections[].token_env) and that it is the key of that connection", f.Connection)
+	case de.Kind == devlake.KindPullRequests && de.Status == 404 && !strings.HasPrefix(de.Message, devlake.NotDevLake):
+		return "DevLake before v1.0.3 has no pull_requests endpoint: upgrade it or set devlake_sink.pull_requests: false"
+	case de.Status == 404 && !strings.HasPrefix(de.Message, devlake.NotDevLake):
+		return fmt.Sprintf("DevLake has no webhook connection %d: check devlake_sink.connections", f.Connection)
+	}
+	return "the answer is not DevLake's: check integration.devlake.base_url (DevLake's backend, http://<lake>:8080, or config-ui's https://<host>/api) and the ingress in front of it"
 }
 
 // LedgerKey is the key-value key of an entity on a connection: <kind>.<connection>.<id>, with ids
