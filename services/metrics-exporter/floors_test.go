@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +144,58 @@ func TestInferredChangeFailuresAreRead(t *testing.T) {
 		t.Error(err)
 	}
 	s.Stop(t)
+}
+
+// TestNoDoraSeriesWhileRebuilding scrapes /metrics as fast as it can while the exporter replays
+// 2,000 deployments: every scrape carries either no dora_* series at all or the complete total,
+// never a partial one that Prometheus would read as a counter reset.
+func TestNoDoraSeriesWhileRebuilding(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, _ := srv.Connect()
+	env := map[string]string{"NATS_URL": srv.URL(), "LOG_LEVEL": "info"}
+	args := []string{"--config", "testdata/config/valid-scenario.yaml"}
+	s := servicetest.Start(t, run, env, args...)
+	s.Stop(t)
+	const n = 2000
+	evs := make([]events.Event, n)
+	for i := range evs {
+		evs[i] = doratest.Dep{App: "checkout-prod", Component: "checkout-api", Team: "payments", Env: events.EnvironmentProduction,
+			History: int64(100 + i), Finished: doratest.Mar(1, 0, 0).Add(time.Duration(i) * time.Minute)}.Event()
+	}
+	publish(t, nc, s, evs...)
+
+	addr := servicetest.FreeAddr(t)
+	vars := map[string]string{"NATS_URL": srv.URL(), "LOG_LEVEL": "info", "OPS_ADDR": addr}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, func(k string) string { return vars[k] }, io.Discard) }()
+	series := `dora_deployments_total{component="checkout-api",environment="production",kind="deploy",result="success",team="payments"}`
+	var empty, full int
+	wait.For(t, 30*time.Second, func() error {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		body := string(b)
+		switch v, ok := parseExposition(t, body, nil).values[series]; {
+		case !ok && !strings.Contains(body, "\ndora_"):
+			empty++
+		case ok && v == n:
+			full++
+			return nil
+		default:
+			t.Fatalf("a scrape during the rebuild served %s = %v (present %v), want nothing or %d", series, v, ok, n)
+		}
+		return fmt.Errorf("still rebuilding")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d scrapes while rebuilding served no dora_* series, then the total", empty)
 }
