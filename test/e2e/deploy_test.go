@@ -10,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -267,4 +269,257 @@ func kubeAssets(t *testing.T) string {
 		t.Skip("KUBEBUILDER_ASSETS unset: run `make test` (or export KUBEBUILDER_ASSETS=$(hack/tools.sh kube | tail -1))")
 	}
 	return dir
+}
+
+// Rules every NetworkPolicy line below uses, as policyRules writes them.
+const (
+	opsFromMonitoring = "ingress from namespace{kubernetes.io/metadata.name=monitoring} on TCP/8081"
+	egressNATS        = "egress to pods{app.kubernetes.io/name in (nats)} on TCP/4222"
+	egressDNS         = "egress to namespace{kubernetes.io/metadata.name=kube-system}+pods{k8s-app in (kube-dns)} on UDP/53 TCP/53"
+	egressPublicHTTPS = "egress to ipBlock{0.0.0.0/0 except 10.0.0.0/8,100.64.0.0/10,169.254.0.0/16,172.16.0.0/12,192.168.0.0/16} ipBlock{::/0 except fc00::/7,fe80::/10} on TCP/443"
+)
+
+// wantPolicies is each part's NetworkPolicy: the ops port only from the monitoring namespace, and out
+// only to NATS, DNS and the part's own external API.
+var wantPolicies = map[string][]string{
+	"argocd-watcher":   {opsFromMonitoring, egressNATS, egressDNS, "egress to anywhere on TCP/443 TCP/6443"}, // the API server is no pod
+	"enricher":         {opsFromMonitoring, egressNATS, egressDNS, egressPublicHTTPS},                        // GitHub
+	"webrca-poller":    {opsFromMonitoring, egressNATS, egressDNS, egressPublicHTTPS},                        // WebRCA and SSO
+	"devlake-sink":     {opsFromMonitoring, egressNATS, egressDNS, "egress to namespace{*} on TCP/8080"},     // DevLake's backend
+	"metrics-exporter": {opsFromMonitoring, egressNATS, egressDNS},
+	"nats": {
+		"ingress from namespace{kubernetes.io/metadata.name=monitoring} on TCP/8222",
+		"ingress from pods{app.kubernetes.io/part-of in (doraflow)} on TCP/4222",
+		"ingress from pods{app.kubernetes.io/name in (nats)} on TCP/6222",
+		"egress to pods{app.kubernetes.io/name in (nats)} on TCP/6222",
+		egressDNS,
+	},
+}
+
+// networkPolicy is the part of a NetworkPolicy the checks read.
+type networkPolicy struct {
+	PodSelector metav1.LabelSelector `json:"podSelector"`
+	PolicyTypes []string             `json:"policyTypes"`
+	Ingress     []struct {
+		From  []policyPeer `json:"from"`
+		Ports []policyPort `json:"ports"`
+	} `json:"ingress"`
+	Egress []struct {
+		To    []policyPeer `json:"to"`
+		Ports []policyPort `json:"ports"`
+	} `json:"egress"`
+}
+
+type policyPeer struct {
+	PodSelector       *metav1.LabelSelector `json:"podSelector"`
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
+	IPBlock           *struct {
+		CIDR   string   `json:"cidr"`
+		Except []string `json:"except"`
+	} `json:"ipBlock"`
+}
+
+type policyPort struct {
+	Protocol string `json:"protocol"`
+	Port     any    `json:"port"`
+}
+
+func decodePolicy(t *testing.T, o *unstructured.Unstructured) networkPolicy {
+	t.Helper()
+	b, err := json.Marshal(o.Object["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var np networkPolicy
+	if err := json.Unmarshal(b, &np); err != nil {
+		t.Fatalf("NetworkPolicy %s: %v", o.GetName(), err)
+	}
+	return np
+}
+
+// policyRules writes a policy's rules one line each, selectors as kubectl prints them.
+func policyRules(t *testing.T, np networkPolicy) []string {
+	t.Helper()
+	selector := func(s *metav1.LabelSelector) string {
+		sel, err := metav1.LabelSelectorAsSelector(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.Empty() {
+			return "*"
+		}
+		return sel.String()
+	}
+	peers := func(ps []policyPeer) string {
+		if len(ps) == 0 {
+			return "anywhere"
+		}
+		var out []string
+		for _, p := range ps {
+			var parts []string
+			if p.NamespaceSelector != nil {
+				parts = append(parts, "namespace{"+selector(p.NamespaceSelector)+"}")
+			}
+			if p.PodSelector != nil {
+				parts = append(parts, "pods{"+selector(p.PodSelector)+"}")
+			}
+			if p.IPBlock != nil {
+				parts = append(parts, "ipBlock{"+p.IPBlock.CIDR+" except "+strings.Join(p.IPBlock.Except, ",")+"}")
+			}
+			out = append(out, strings.Join(parts, "+"))
+		}
+		return strings.Join(out, " ")
+	}
+	ports := func(ps []policyPort) string {
+		if len(ps) == 0 {
+			return "any port"
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, fmt.Sprintf("%s/%v", p.Protocol, p.Port))
+		}
+		return strings.Join(out, " ")
+	}
+	var lines []string
+	for _, r := range np.Ingress {
+		lines = append(lines, "ingress from "+peers(r.From)+" on "+ports(r.Ports))
+	}
+	for _, r := range np.Egress {
+		lines = append(lines, "egress to "+peers(r.To)+" on "+ports(r.Ports))
+	}
+	return lines
+}
+
+// TestKustomizeNetworkPolicies requires every part's NetworkPolicy, with exactly its rules, in its own
+// base and unchanged in every overlay; in an overlay, each policy selects its part's pods, and its
+// NATS and kube-dns peers select NATS and DNS pods, not the part itself (kustomize's selector labels
+// would do that to a matchLabels peer).
+func TestKustomizeNetworkPolicies(t *testing.T) {
+	check := func(t *testing.T, objs []*unstructured.Unstructured, parts []string) {
+		t.Helper()
+		policies := map[string]networkPolicy{}
+		pods := map[string]labels.Set{} // part → its pod template labels
+		for _, o := range objs {
+			switch o.GetKind() {
+			case "NetworkPolicy":
+				policies[o.GetName()] = decodePolicy(t, o)
+			case "Deployment", "StatefulSet":
+				l, _, _ := unstructured.NestedStringMap(o.Object, "spec", "template", "metadata", "labels")
+				pods[o.GetName()] = l
+			}
+		}
+		for _, part := range parts {
+			np, ok := policies[part]
+			if !ok {
+				t.Errorf("no NetworkPolicy %s", part)
+				continue
+			}
+			if got := policyRules(t, np); !slices.Equal(got, wantPolicies[part]) {
+				t.Errorf("NetworkPolicy %s rules:\n  %s\nwant:\n  %s", part, strings.Join(got, "\n  "), strings.Join(wantPolicies[part], "\n  "))
+			}
+			if !slices.Equal(np.PolicyTypes, []string{"Ingress", "Egress"}) {
+				t.Errorf("NetworkPolicy %s policyTypes %v, want [Ingress Egress]", part, np.PolicyTypes)
+			}
+			own, err := metav1.LabelSelectorAsSelector(&np.PodSelector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if own.Empty() || own.String() == "" {
+				t.Errorf("NetworkPolicy %s selects every pod", part)
+			}
+			for name, l := range pods {
+				if own.Matches(l) != (name == part) {
+					t.Errorf("NetworkPolicy %s selects pods of %s: %v (want only %s's)", part, name, own.Matches(l), part)
+				}
+			}
+			for _, r := range np.Egress {
+				for _, p := range r.To {
+					if p.PodSelector == nil || p.NamespaceSelector != nil {
+						continue
+					}
+					sel, _ := metav1.LabelSelectorAsSelector(p.PodSelector)
+					if nats, ok := pods["nats"]; ok && !sel.Matches(nats) {
+						t.Errorf("NetworkPolicy %s: egress peer %s does not select the NATS pods %v", part, sel, nats)
+					}
+				}
+			}
+		}
+	}
+	for _, part := range []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats"} {
+		t.Run(part, func(t *testing.T) { check(t, build(t, part), []string{part}) })
+	}
+	for _, overlay := range []string{"overlays/local", "overlays/production"} {
+		t.Run(overlay, func(t *testing.T) {
+			check(t, build(t, overlay), []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats"})
+		})
+	}
+}
+
+// monitoringNamespacePatch is the overlay patch docs/deployment.md gives for a Prometheus that runs
+// in another namespace than "monitoring"; every policy keeps that peer as its first ingress rule.
+const monitoringNamespacePatch = `patches:
+  - target:
+      kind: NetworkPolicy
+      name: argocd-watcher|webrca-poller|enricher|devlake-sink|metrics-exporter|nats
+    patch: |
+      - op: replace
+        path: /spec/ingress/0/from/0/namespaceSelector
+        value:
+          matchLabels:
+            kubernetes.io/metadata.name: observability
+`
+
+// TestKustomizeMonitoringNamespaceIsPatchable applies the documented patch in an overlay of the
+// production overlay and requires every ops (and NATS monitor) port open to the new namespace only.
+func TestKustomizeMonitoringNamespaceIsPatchable(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "deployment.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), monitoringNamespacePatch) {
+		t.Errorf("docs/deployment.md does not give the patch verbatim:\n%s", monitoringNamespacePatch)
+	}
+	production, err := filepath.Abs(filepath.Join(deployDir, "overlays", "production"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, production) // kustomize takes no absolute resource paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := "resources:\n  - " + rel + "\n" + monitoringNamespacePatch
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build with the patch: %v", err)
+	}
+	patched := 0
+	for _, r := range m.Resources() {
+		if r.GetKind() != "NetworkPolicy" || r.GetName() == "default-deny" {
+			continue
+		}
+		b, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(b); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range policyRules(t, decodePolicy(t, u)) {
+			if strings.Contains(line, "kubernetes.io/metadata.name=monitoring") {
+				t.Errorf("NetworkPolicy %s still opens to monitoring: %s", r.GetName(), line)
+			}
+			if strings.HasPrefix(line, "ingress from namespace{kubernetes.io/metadata.name=observability}") {
+				patched++
+			}
+		}
+	}
+	if patched != 6 {
+		t.Errorf("%d policies open to the observability namespace, want 6 (five services and NATS)", patched)
+	}
 }
