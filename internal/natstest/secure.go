@@ -8,10 +8,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +141,8 @@ type Operator struct {
 	t          testing.TB
 	dir        string
 	operator   *jwt.OperatorClaims
+	opJWT      string
+	accounts   map[string]string // public key → account JWT
 	accountKey nkeys.KeyPair
 	resolver   *server.MemAccResolver
 	systemPub  string
@@ -150,11 +156,12 @@ func NewOperator(t testing.TB) *Operator {
 	opPub := must(t, opKey.PublicKey)
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.Name = "natstest"
-	o := &Operator{t: t, dir: t.TempDir(), resolver: &server.MemAccResolver{}}
-	if _, err := oc.Encode(opKey); err != nil { // fills in the issuer and ID the server checks
+	o := &Operator{t: t, dir: t.TempDir(), resolver: &server.MemAccResolver{}, accounts: map[string]string{}}
+	token, err := oc.Encode(opKey) // also fills in the issuer and ID the server checks
+	if err != nil {
 		t.Fatal(err)
 	}
-	o.operator = oc
+	o.operator, o.opJWT = oc, token
 
 	sysKey := must(t, nkeys.CreateAccount)
 	o.systemPub = must(t, sysKey.PublicKey)
@@ -177,6 +184,20 @@ func (o *Operator) store(opKey nkeys.KeyPair, ac *jwt.AccountClaims, name string
 	if err := o.resolver.Store(ac.Subject, token); err != nil {
 		o.t.Fatal(err)
 	}
+	o.accounts[ac.Subject] = token
+}
+
+// ResolverConfig is the server configuration for this operator as
+// `nsc generate config --mem-resolver` writes it: operator, system account and preloaded accounts,
+// for a nats.conf that includes it.
+func (o *Operator) ResolverConfig() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n", o.opJWT, o.systemPub)
+	for _, pub := range slices.Sorted(maps.Keys(o.accounts)) {
+		fmt.Fprintf(&b, "  %s: %s\n", pub, o.accounts[pub])
+	}
+	b.WriteString("}\n")
+	return []byte(b.String())
 }
 
 // Option is a Start option: the server trusts only this operator, and resolves its accounts from

@@ -1,20 +1,34 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/doraflow/doraflow/internal/config"
+	"github.com/doraflow/doraflow/internal/messaging"
+	"github.com/doraflow/doraflow/internal/natstest"
 )
 
 var deployDir = filepath.Join("..", "..", "deploy")
@@ -22,7 +36,7 @@ var deployDir = filepath.Join("..", "..", "deploy")
 // kustomizations are every kustomize root under deploy/ that must build on its own.
 var kustomizations = []string{
 	"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats", "monitoring",
-	"overlays/local", "overlays/production",
+	"overlays/local", "overlays/production", "overlays/tls",
 }
 
 // build renders a kustomization with the kustomize library, offline, as `kubectl kustomize` would.
@@ -448,7 +462,7 @@ func TestKustomizeNetworkPolicies(t *testing.T) {
 	for _, part := range []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats"} {
 		t.Run(part, func(t *testing.T) { check(t, build(t, part), []string{part}) })
 	}
-	for _, overlay := range []string{"overlays/local", "overlays/production"} {
+	for _, overlay := range []string{"overlays/local", "overlays/production", "overlays/tls"} {
 		t.Run(overlay, func(t *testing.T) {
 			check(t, build(t, overlay), []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter", "nats"})
 		})
@@ -523,3 +537,220 @@ func TestKustomizeMonitoringNamespaceIsPatchable(t *testing.T) {
 		t.Errorf("%d policies open to the observability namespace, want 6 (five services and NATS)", patched)
 	}
 }
+
+// TestKustomizeTLSOverlay checks the TLS-only, credentialed overlay: the shared environment names
+// files that every service mounts from its own placeholder Secrets, and the NATS servers mount their
+// certificate and the operator's JWTs. Then it runs the rendered nats.conf in an embedded server (its
+// paths moved to a temporary directory, the cluster block dropped, test certificates and an operator
+// in place of the placeholders) and connects with the rendered environment through messaging.Connect.
+func TestKustomizeTLSOverlay(t *testing.T) {
+	objs := build(t, "overlays/tls")
+	find := func(kind, name string) *unstructured.Unstructured {
+		t.Helper()
+		for _, o := range objs {
+			if o.GetKind() == kind && (o.GetName() == name || strings.HasPrefix(o.GetName(), name+"-") && kind == "ConfigMap") {
+				return o
+			}
+		}
+		t.Fatalf("no %s %s in the tls overlay", kind, name)
+		return nil
+	}
+	env, _, _ := unstructured.NestedStringMap(find("ConfigMap", "doraflow-env").Object, "data")
+	if !strings.HasPrefix(env["NATS_URL"], "tls://") {
+		t.Errorf("NATS_URL = %q, want a tls:// URL", env["NATS_URL"])
+	}
+	files := []string{"NATS_TLS_CA_FILE", "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_CREDS_FILE"}
+	for _, k := range append(files, "NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY_SEED_FILE") {
+		if _, set := env[k]; set != slices.Contains(files, k) {
+			t.Errorf("doraflow-env: %s set = %v", k, set)
+		}
+	}
+
+	// Every Secret holds placeholders, never a key, a certificate, a JWT or an nkey seed.
+	secrets := map[string]map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Secret" {
+			continue
+		}
+		data, _, _ := unstructured.NestedStringMap(o.Object, "stringData")
+		if b64, found, _ := unstructured.NestedStringMap(o.Object, "data"); found && len(b64) > 0 {
+			t.Errorf("Secret %s has data %v; placeholders belong in stringData", o.GetName(), slices.Collect(maps.Keys(b64)))
+		}
+		for k, v := range data {
+			if !strings.Contains(v, "REPLACE") || strings.Contains(v, "-----BEGIN") || strings.Contains(v, "eyJ") || nkeySeed.MatchString(v) {
+				t.Errorf("Secret %s key %s is not a placeholder: %q", o.GetName(), k, v)
+			}
+		}
+		secrets[o.GetName()] = data
+	}
+
+	// Each service mounts its own certificate and creds at the paths of the shared environment.
+	for _, svc := range []string{"argocd-watcher", "webrca-poller", "enricher", "devlake-sink", "metrics-exporter"} {
+		d := find("Deployment", svc)
+		pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+		provided := map[string]string{} // mounted path → secret/key
+		containers, _, _ := unstructured.NestedSlice(pod, "containers")
+		c, _ := containers[0].(map[string]any)
+		mounts, _, _ := unstructured.NestedSlice(c, "volumeMounts")
+		vols, _, _ := unstructured.NestedSlice(pod, "volumes")
+		for _, m := range mounts {
+			mount, _ := m.(map[string]any)
+			for _, v := range vols {
+				vol, _ := v.(map[string]any)
+				if vol["name"] != mount["name"] {
+					continue
+				}
+				sources, _, _ := unstructured.NestedSlice(vol, "projected", "sources")
+				for _, s := range sources {
+					secret, _, _ := unstructured.NestedMap(s.(map[string]any), "secret")
+					items, _, _ := unstructured.NestedSlice(secret, "items")
+					for _, it := range items {
+						item, _ := it.(map[string]any)
+						provided[fmt.Sprint(mount["mountPath"], "/", item["path"])] = fmt.Sprint(secret["name"], "/", item["key"])
+					}
+				}
+			}
+		}
+		for _, k := range files {
+			src, ok := provided[env[k]]
+			if !ok {
+				t.Errorf("%s does not mount %s=%s (mounted: %v)", svc, k, env[k], provided)
+				continue
+			}
+			name, key, _ := strings.Cut(src, "/")
+			if !strings.HasPrefix(name, svc+"-nats-") {
+				t.Errorf("%s takes %s from Secret %s, not from its own", svc, k, name)
+			}
+			if _, ok := secrets[name][key]; !ok {
+				t.Errorf("%s: %s comes from %s, which the overlay does not define", svc, k, src)
+			}
+		}
+	}
+
+	// The NATS servers mount their certificate and the resolver where nats.conf reads them.
+	sts := find("StatefulSet", "nats")
+	mounts := map[string]string{}
+	containers, _, _ := unstructured.NestedSlice(sts.Object, "spec", "template", "spec", "containers")
+	c, _ := containers[0].(map[string]any)
+	ms, _, _ := unstructured.NestedSlice(c, "volumeMounts")
+	vols, _, _ := unstructured.NestedSlice(sts.Object, "spec", "template", "spec", "volumes")
+	for _, m := range ms {
+		mount, _ := m.(map[string]any)
+		for _, v := range vols {
+			vol, _ := v.(map[string]any)
+			if vol["name"] == mount["name"] {
+				if s, ok, _ := unstructured.NestedString(vol, "secret", "secretName"); ok {
+					mounts[fmt.Sprint(mount["mountPath"])] = "secret " + s
+				}
+				if s, ok, _ := unstructured.NestedString(vol, "configMap", "name"); ok {
+					mounts[fmt.Sprint(mount["mountPath"])] = "configMap " + s
+				}
+			}
+		}
+	}
+	resolver := find("ConfigMap", "nats-resolver")
+	if mounts["/etc/nats-tls"] != "secret nats-server-tls" || mounts["/etc/nats-auth"] != "configMap "+resolver.GetName() {
+		t.Errorf("NATS mounts %v, want /etc/nats-tls from Secret nats-server-tls and /etc/nats-auth from %s", mounts, resolver.GetName())
+	}
+	if _, ok := secrets["nats-server-tls"]["tls.key"]; !ok {
+		t.Error("no placeholder Secret nats-server-tls with tls.key")
+	}
+
+	// Run the rendered nats.conf with real test material in place of the placeholders.
+	conf, _, _ := unstructured.NestedString(find("ConfigMap", "nats-config").Object, "data", "nats.conf")
+	root := t.TempDir()
+	pki, op := natstest.NewPKI(t), natstest.NewOperator(t)
+	write := func(path string, b []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile := func(from, to string) {
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(to, b)
+	}
+	copyFile(pki.ServerCertFile, filepath.Join(root, "etc/nats-tls/tls.crt"))
+	copyFile(pki.ServerKeyFile, filepath.Join(root, "etc/nats-tls/tls.key"))
+	copyFile(pki.CAFile, filepath.Join(root, "etc/nats-tls/ca.crt"))
+	write(filepath.Join(root, "etc/nats-auth/resolver.conf"), op.ResolverConfig())
+	write(filepath.Join(root, "etc/nats/nats.conf"), []byte(strings.ReplaceAll(conf, "/etc/nats-tls/", root+"/etc/nats-tls/")))
+	t.Setenv("SERVER_NAME", "nats-0")
+	parsed, err := server.ProcessConfigFile(filepath.Join(root, "etc/nats/nats.conf"))
+	if err != nil {
+		t.Fatalf("rendered nats.conf: %v", err)
+	}
+	if parsed.TLSConfig == nil || parsed.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Error("nats.conf does not require mutual TLS of its clients")
+	}
+	if parsed.Cluster.TLSConfig == nil || parsed.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Error("nats.conf does not require mutual TLS of its routes")
+	}
+	if len(parsed.TrustedOperators) != 1 || parsed.Username != "" || parsed.Authorization != "" || len(parsed.Users) > 0 || len(parsed.Nkeys) > 0 {
+		t.Error("nats.conf does not trust exactly one operator, or accepts other authentication")
+	}
+	srv := natstest.Start(t, func(o *server.Options) {
+		storeDir := o.StoreDir
+		*o = *parsed
+		// One server of the cluster, on a random loopback port, without its routes and pid file.
+		o.Host, o.Port, o.HTTPPort, o.PidFile, o.StoreDir = "127.0.0.1", -1, 0, "", storeDir
+		o.Cluster, o.Routes = server.ClusterOpts{}, nil
+		o.NoLog, o.NoSigs = true, true
+	})
+	clientDir := t.TempDir()
+	copyFile(pki.CAFile, filepath.Join(clientDir, "ca.crt"))
+	copyFile(pki.ClientCertFile, filepath.Join(clientDir, "tls.crt"))
+	copyFile(pki.ClientKeyFile, filepath.Join(clientDir, "tls.key"))
+	copyFile(op.UserCreds("enricher"), filepath.Join(clientDir, "nats.creds"))
+	connect := func(unset ...string) error {
+		t.Helper()
+		e := config.NewEnv(func(k string) string {
+			switch {
+			case slices.Contains(unset, k):
+				return ""
+			case k == "NATS_URL":
+				return srv.URL() // tls://127.0.0.1:port
+			}
+			return strings.Replace(env[k], "/var/run/secrets/doraflow/nats", clientDir, 1)
+		})
+		s := messaging.SettingsFromEnv(e, "enricher")
+		if err := e.Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		nc, err := messaging.Connect(ctx, s, zerolog.Nop())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		_, err = js.AccountInfo(ctx)
+		return err
+	}
+	if err := connect(); err != nil {
+		t.Fatalf("connect with the overlay's environment: %v", err)
+	}
+	for _, unset := range [][]string{{"NATS_CREDS_FILE"}, {"NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE"}} {
+		if err := connect(unset...); err == nil {
+			t.Errorf("connected without %v", unset)
+		}
+	}
+	if nc, err := nats.Connect(srv.URL(), nats.UserCredentials(filepath.Join(clientDir, "nats.creds"))); err == nil {
+		nc.Close()
+		t.Error("a plain connection without TLS was accepted")
+	}
+}
+
+// nkeySeed matches an nkey seed (user, account or operator) as nsc prints it.
+var nkeySeed = regexp.MustCompile(`S[UAO][A-Z2-7]{50,}`)
