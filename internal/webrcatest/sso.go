@@ -44,6 +44,8 @@ type Failure struct {
 	Status      int
 	ContentType string
 	Body        string
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter string
 }
 
 // NewSSO starts a fake with the public client cloud-services, the scopes openid and api.ocm, and
@@ -164,6 +166,9 @@ func (s *SSO) serve(w http.ResponseWriter, r *http.Request) {
 		s.fail = s.fail[1:]
 		if f.ContentType != "" {
 			w.Header().Set("Content-Type", f.ContentType)
+		}
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
 		}
 		w.WriteHeader(f.Status)
 		_, _ = w.Write([]byte(f.Body))

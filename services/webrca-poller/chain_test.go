@@ -149,7 +149,7 @@ func TestBadResponsesLeaveStateUntouched(t *testing.T) {
 		{"HTML page", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			fmt.Fprint(w, "<!DOCTYPE html><html><body>Red Hat SSO login</body></html>")
-		}, "decode"},
+		}, "not_api"},
 		{"truncated JSON", json(`{"kind":"IncidentList","page":2,"size":2,"total":4,"items":[{"id":"0b9d`), "decode"},
 		{"5xx", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }, "server_error"},
 		{"timeout", func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, "timeout"},

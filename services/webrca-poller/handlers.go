@@ -84,6 +84,8 @@ type pollLoop struct {
 	failures     int
 	failingSince time.Time
 	lastErr      error
+	// faulty is set while the last poll failed with a configuration fault (configFault).
+	faulty bool
 }
 
 // run polls at once, then after each wait, until ctx is done.
@@ -141,7 +143,8 @@ func (l *pollLoop) once(ctx context.Context) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err == nil {
-		l.failures, l.failingSince, l.lastErr = 0, time.Time{}, nil
+		l.failures, l.failingSince, l.lastErr, l.faulty = 0, time.Time{}, nil, false
+		l.m.configFault.Set(0)
 		l.m.succeeded(float64(l.now().UnixMilli())/1000, res.Matched, res.OtherProduct, res.Invalid, res.InvalidPublished)
 		ev := l.log.Debug()
 		if len(res.Published) > 0 {
@@ -157,20 +160,61 @@ func (l *pollLoop) once(ctx context.Context) time.Duration {
 	}
 	l.lastErr = err
 	l.m.failed(l.failures)
+	source, status, faulty := configFault(err)
+	l.m.configFaulty(faulty, source, status)
 	retryable, retryAfter := classify(err)
-	wait := l.schedule.Next(l.failures, retryable, retryAfter, rand.Float64())
-	l.log.Warn().Err(err).Str("outcome", outcome(err)).Int("consecutive_failures", l.failures).
-		Int("published", len(res.Published)).Dur("retry_in", wait).Msg("poll failed")
+	wait := l.schedule.Next(l.failures, retryable || faulty, retryAfter, rand.Float64())
+	ev := l.log.Warn()
+	msg := "poll failed"
+	if faulty && !l.faulty {
+		// Logged as an error once per fault; the retries are warnings.
+		ev, msg = l.log.Error(), "poll failed: "+source+" configuration fault; retried with backoff until it is fixed (see /readyz)"
+	}
+	l.faulty = faulty
+	ev.Err(err).Str("outcome", outcome(err)).Int("consecutive_failures", l.failures).
+		Int("published", len(res.Published)).Dur("retry_in", wait).Msg(msg)
 	return wait
 }
 
-// ready fails while SSO rejects the credentials, or when polling has failed for unreadyAfter.
+// configFault says whether a failed poll is a configuration fault, and of which system: SSO
+// rejecting the credentials, or WebRCA answering 401/403, 404 or another 4xx, or a web page.
+// Every poll fails the same way until the configuration changes.
+func configFault(err error) (source string, status int, ok bool) {
+	var rej *sso.RejectedError
+	var we *webrca.Error
+	switch {
+	case errors.As(err, &rej):
+		return "sso", rej.Status, true
+	case errors.As(err, &we) && we.ConfigFault():
+		return "webrca", we.Status, true
+	}
+	return "", 0, false
+}
+
+// hint says what to check for a configuration fault of source with status.
+func hint(source string, status int) string {
+	switch {
+	case source == "sso":
+		return "check OFFLINE_TOKEN (an offline token expires after 30 days unused, or when revoked) or " +
+			"WEBRCA_CLIENT_ID and WEBRCA_CLIENT_SECRET, and webrca.token_url"
+	case status == 401 || status == 403:
+		return "SSO issued a token that WebRCA refuses: check the account's access to WebRCA and webrca.scope"
+	}
+	return "check webrca.base_url: the API host (such as https://api.openshift.com), not the WebRCA web page"
+}
+
+// ready fails while SSO rejects the credentials or the last poll failed with a configuration
+// fault, and when polling has failed for unreadyAfter.
 func (l *pollLoop) ready(context.Context) error {
 	if err := l.tokens.Err(); err != nil {
-		return fmt.Errorf("SSO credentials rejected: %w", err)
+		return fmt.Errorf("SSO credentials rejected: %w; %s", err, hint("sso", 0))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if source, status, ok := configFault(l.lastErr); ok {
+		return fmt.Errorf("WebRCA configuration fault since %s (%d polls): %w; %s",
+			l.failingSince.UTC().Format(time.RFC3339), l.failures, l.lastErr, hint(source, status))
+	}
 	if !l.failingSince.IsZero() && l.now().Sub(l.failingSince) >= l.unreadyAfter {
 		return fmt.Errorf("polling WebRCA has failed for %s (%d attempts): %w",
 			l.now().Sub(l.failingSince).Round(time.Second), l.failures, l.lastErr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/poll"
+	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/webrca"
 )
 
@@ -99,6 +100,106 @@ func TestPollLoopReadinessAndBackoff(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(l.m.published.WithLabelValues("opened")); v != 1 {
 		t.Errorf("opened = %v, want 1", v)
+	}
+}
+
+type tokenErr struct{ err error }
+
+func (e *tokenErr) Err() error { return e.err }
+
+// TestPollLoopConfigFaults: a configuration fault (WebRCA 401/403/404, a web page at the base URL,
+// SSO rejecting the credentials) turns readiness off at once with the reason and what to check,
+// is counted by source and status, and is retried with backoff, not after the full interval; a
+// success clears it. Server errors and Retry-After keep their meaning.
+func TestPollLoopConfigFaults(t *testing.T) {
+	rejected := &sso.RejectedError{Grant: sso.GrantRefreshToken, Status: 400, Code: "invalid_grant", Description: "Offline user session not found"}
+	tests := []struct {
+		name     string
+		err      error
+		tokenErr error
+		ready    []string // substrings of the readiness error; none: ready
+		series   []string // config_errors_total label values, source then status
+		minWait  time.Duration
+		maxWait  time.Duration
+	}{
+		{"WebRCA 404: a wrong base URL", &webrca.Error{Kind: webrca.KindClient, Op: "GET incidents page 1", Status: 404, Err: errors.New(`body starts "<html>"`)},
+			nil, []string{"WebRCA configuration fault", "HTTP 404", "webrca.base_url"}, []string{"webrca", "404"}, 5 * time.Second, 10 * time.Second},
+		{"WebRCA 401 after a fresh token", &webrca.Error{Kind: webrca.KindUnauthorized, Op: "GET incidents page 1", Status: 401, Err: errors.New("WEBRCA-401")},
+			nil, []string{"WebRCA configuration fault", "HTTP 401", "access to WebRCA"}, []string{"webrca", "401"}, 5 * time.Second, 10 * time.Second},
+		{"a web page at the base URL", &webrca.Error{Kind: webrca.KindNotAPI, Op: "GET incidents page 1", Status: 200, Err: errors.New(`content type "text/html" is not JSON`)},
+			nil, []string{"WebRCA configuration fault", "webrca.base_url"}, []string{"webrca", "200"}, 5 * time.Second, 10 * time.Second},
+		{"SSO rejects an expired offline token", &webrca.Error{Kind: webrca.KindToken, Op: "GET incidents page 1", Err: rejected},
+			rejected, []string{"SSO credentials rejected", "Offline user session not found", "OFFLINE_TOKEN"}, []string{"sso", "400"}, 5 * time.Second, 10 * time.Second},
+		{"503 with Retry-After", &webrca.Error{Kind: webrca.KindServer, Op: "GET incidents page 1", Status: 503, RetryAfter: 3 * time.Minute, Err: errors.New("down")},
+			nil, nil, nil, 3 * time.Minute, 3 * time.Minute},
+		{"SSO busy with Retry-After", &webrca.Error{Kind: webrca.KindToken, Op: "GET incidents page 1", RetryAfter: 2 * time.Minute,
+			Err: &sso.TransientError{Grant: sso.GrantRefreshToken, Attempts: 1, RetryAfter: 2 * time.Minute, Err: errors.New("429")}},
+			nil, nil, nil, 2 * time.Minute, 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := t0
+			listErr := tt.err
+			lister := listerFunc(func(context.Context) ([]webrca.Incident, error) {
+				if listErr != nil {
+					return nil, listErr
+				}
+				return []webrca.Incident{{ID: "a", IncidentID: "ITN-1", Summary: "s", Status: "open", CreatedAt: t0}}, nil
+			})
+			tokens := &tokenErr{err: tt.tokenErr}
+			reg := prometheus.NewRegistry()
+			l := &pollLoop{
+				poller:       poll.New(poll.Config{}, lister, &memStore{m: map[string]poll.State{}}, nopPublisher{}, func() time.Time { return now }),
+				schedule:     poll.Schedule{Interval: 10 * time.Minute, Backoff: 10 * time.Second},
+				unreadyAfter: time.Hour,
+				tokens:       tokens,
+				m:            newMetrics(reg, func() bool { return tokens.err != nil }),
+				log:          zerolog.Nop(),
+				now:          func() time.Time { return now },
+			}
+			if w := l.once(t.Context()); w < tt.minWait || w > tt.maxWait {
+				t.Errorf("wait after the first failure = %s, want %s–%s", w, tt.minWait, tt.maxWait)
+			}
+			err := l.ready(t.Context())
+			switch {
+			case len(tt.ready) == 0 && err != nil:
+				t.Errorf("ready = %v, want nil: not a configuration fault", err)
+			case len(tt.ready) > 0 && err == nil:
+				t.Errorf("ready = nil, want a configuration fault at once")
+			}
+			for _, w := range tt.ready {
+				if err != nil && !strings.Contains(err.Error(), w) {
+					t.Errorf("ready = %v, want it to contain %q", err, w)
+				}
+			}
+			fault := 0.0
+			if tt.series != nil {
+				fault = 1
+				if v := testutil.ToFloat64(l.m.configErrors.WithLabelValues(tt.series...)); v != 1 {
+					t.Errorf("config_errors_total%v = %v, want 1", tt.series, v)
+				}
+				if w := l.once(t.Context()); w < 10*time.Second || w > 20*time.Second {
+					t.Errorf("wait after the second failure = %s, want the backoff doubled (10–20s), not the interval", w)
+				}
+			}
+			if v := testutil.ToFloat64(l.m.configFault); v != fault {
+				t.Errorf("config_fault = %v, want %v", v, fault)
+			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("lint: %v %v", err, problems)
+			}
+
+			listErr, tokens.err = nil, nil // fixed
+			if w := l.once(t.Context()); w != 10*time.Minute {
+				t.Errorf("wait after a success = %s, want the interval", w)
+			}
+			if err := l.ready(t.Context()); err != nil {
+				t.Errorf("ready after the fix = %v", err)
+			}
+			if v := testutil.ToFloat64(l.m.configFault); v != 0 {
+				t.Errorf("config_fault after the fix = %v", v)
+			}
+		})
 	}
 }
 

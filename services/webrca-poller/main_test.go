@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,32 +268,12 @@ func TestRunUnready(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(f)
 			}
-			addr := servicetest.FreeAddr(t)
-			env := map[string]string{"NATS_URL": srv.URL(), "OPS_ADDR": addr}
-			for k, v := range tt.env {
-				env[k] = v
-			}
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			logs := &servicetest.Buffer{}
-			go func() {
-				done <- run(ctx, []string{"--config", writeConfig(t, f, tt.extra...)}, func(k string) string { return env[k] }, logs)
-			}()
-			get := func(path string) (int, string, error) {
-				resp, err := http.Get("http://" + addr + path)
-				if err != nil {
-					return 0, "", err
-				}
-				defer resp.Body.Close()
-				b, err := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(b), err
-			}
+			env := map[string]string{"NATS_URL": srv.URL()}
+			maps.Copy(env, tt.env)
+			u := startUnready(t, env, writeConfig(t, f, tt.extra...))
+			get := u.get
 			wait.For(t, 15*time.Second, func() error {
-				select {
-				case err := <-done:
-					t.Fatalf("run returned early: %v\n%s", err, logs)
-				default:
-				}
+				u.running(t)
 				code, body, err := get("/readyz")
 				if err != nil {
 					return err
@@ -309,19 +292,59 @@ func TestRunUnready(t *testing.T) {
 					t.Errorf("/metrics has no line %q", line)
 				}
 			}
-			if strings.Contains(logs.String(), "revoked-offline-token") || strings.Contains(body, "revoked-offline-token") {
+			if strings.Contains(u.logs.String(), "revoked-offline-token") || strings.Contains(body, "revoked-offline-token") {
 				t.Error("the offline token appears in the logs or metrics")
 			}
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("run = %v after cancel, want nil\n%s", err, logs)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("run did not return within 10s of cancel")
-			}
+			u.stop(t)
 		})
+	}
+}
+
+// unready is a service started without waiting for /readyz (servicetest.Start waits for it).
+type unready struct {
+	addr   string
+	logs   *servicetest.Buffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startUnready(t *testing.T, env map[string]string, config string) *unready {
+	t.Helper()
+	u := &unready{addr: servicetest.FreeAddr(t), logs: &servicetest.Buffer{}, done: make(chan error, 1)}
+	vars := map[string]string{"OPS_ADDR": u.addr}
+	maps.Copy(vars, env)
+	var ctx context.Context
+	ctx, u.cancel = context.WithCancel(t.Context())
+	go func() {
+		u.done <- run(ctx, []string{"--config", config}, func(k string) string { return vars[k] }, u.logs)
+	}()
+	return u
+}
+
+func (u *unready) get(path string) (int, string, error) {
+	return servicetest.HTTPGet(context.Background(), "http://"+u.addr+path)
+}
+
+// running fails the test when run returned (a crash) before it was stopped.
+func (u *unready) running(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-u.done:
+		t.Fatalf("run returned early: %v\n%s", err, u.logs)
+	default:
+	}
+}
+
+func (u *unready) stop(t *testing.T) {
+	t.Helper()
+	u.cancel()
+	select {
+	case err := <-u.done:
+		if err != nil {
+			t.Fatalf("run = %v after cancel, want nil\n%s", err, u.logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within 10s of cancel")
 	}
 }
 
@@ -334,4 +357,117 @@ func TestMetricsLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
+}
+
+// TestRunConfigFaultsAreRetriedUntilFixed: a wrong base URL (404 HTML), a token WebRCA refuses
+// (401) and an expired offline token (SSO rejects it) are configuration faults: /readyz says so at
+// once with what to check, config_errors_total counts each poll and config_fault is 1, polls are
+// retried with backoff (several within seconds, with a 10s interval) instead of crashing or
+// waiting, and once the fault is fixed the incidents are published and the service is ready.
+func TestRunConfigFaultsAreRetriedUntilFixed(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		// status, ctype and body are what WebRCA answers until the fix; status 0 answers normally.
+		status      int
+		ctype, body string
+		fix         func(f fakes)
+		ready       []string
+		series      string
+	}{
+		{name: "WebRCA answers 404 HTML: a wrong base URL", env: map[string]string{"WEBRCA_CLIENT_ID": "svc-doraflow", "WEBRCA_CLIENT_SECRET": "s3cr3t"},
+			status: http.StatusNotFound, ctype: "text/html", body: "<html><head><title>404 Not Found</title></head><body>nginx</body></html>",
+			ready:  []string{"WebRCA configuration fault", "HTTP 404", `body starts "<html><head><title>404 Not Found`, "webrca.base_url"},
+			series: `doraflow_webrca_poller_config_errors_total{source="webrca",status="404"}`},
+		{name: "WebRCA refuses every token with 401", env: map[string]string{"WEBRCA_CLIENT_ID": "svc-doraflow", "WEBRCA_CLIENT_SECRET": "s3cr3t"},
+			status: http.StatusUnauthorized, ctype: "application/json",
+			body:   `{"kind":"Error","id":"401","code":"WEBRCA-401","reason":"Account authentication could not be verified"}`,
+			ready:  []string{"WebRCA configuration fault", "HTTP 401", "could not be verified", "access to WebRCA"},
+			series: `doraflow_webrca_poller_config_errors_total{source="webrca",status="401"}`},
+		{name: "SSO rejects the expired offline token", env: map[string]string{"OFFLINE_TOKEN": "expired-offline-token"},
+			fix:    func(f fakes) { f.sso.AddOfflineToken("expired-offline-token") }, // a new session for the token
+			ready:  []string{"SSO credentials rejected", "invalid_grant", "OFFLINE_TOKEN"},
+			series: `doraflow_webrca_poller_config_errors_total{source="sso",status="400"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := natstest.Start(t)
+			_, js := srv.Connect()
+			f := newFakes(t)
+			var broken atomic.Bool
+			broken.Store(true)
+			f.api.Intercept(func(w http.ResponseWriter, _ *http.Request, _ webrcatest.Request) bool {
+				if tt.status == 0 || !broken.Load() {
+					return false
+				}
+				w.Header().Set("Content-Type", tt.ctype)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+				return true
+			})
+			env := map[string]string{"NATS_URL": srv.URL()}
+			maps.Copy(env, tt.env)
+			u := startUnready(t, env, writeConfig(t, f))
+			get := func(path string) (int, string) {
+				code, body, err := u.get(path)
+				if err != nil {
+					return 0, err.Error() // not listening yet
+				}
+				return code, body
+			}
+			wait.For(t, 8*time.Second, func() error {
+				u.running(t)
+				code, body := get("/readyz")
+				for _, w := range tt.ready {
+					if code != http.StatusServiceUnavailable || !strings.Contains(body, w) {
+						return fmt.Errorf("/readyz %d lacks %q:\n%s", code, w, body)
+					}
+				}
+				_, m := get("/metrics")
+				if v := metricValue(m, tt.series); v < 3 {
+					return fmt.Errorf("%s = %v, want 3 polls retried with backoff within seconds", tt.series, v)
+				}
+				if !strings.Contains(m, "doraflow_webrca_poller_config_fault 1\n") {
+					return errors.New("config_fault is not 1")
+				}
+				return nil
+			})
+			if n := len(streamMessages(t, js)); n != 0 {
+				t.Fatalf("%d incident events published while misconfigured", n)
+			}
+
+			broken.Store(false)
+			if tt.fix != nil {
+				tt.fix(f)
+			}
+			wait.For(t, 15*time.Second, func() error {
+				if n := len(streamMessages(t, js)); n != 2 {
+					return fmt.Errorf("%d incident events, want 2", n)
+				}
+				if code, body := get("/readyz"); code != http.StatusOK {
+					return fmt.Errorf("/readyz %d: %s", code, body)
+				}
+				if _, m := get("/metrics"); !strings.Contains(m, "doraflow_webrca_poller_config_fault 0\n") {
+					return errors.New("config_fault is not 0")
+				}
+				return nil
+			})
+			if strings.Contains(u.logs.String(), "expired-offline-token") {
+				t.Error("the offline token reached the log")
+			}
+			u.stop(t)
+		})
+	}
+}
+
+// metricValue returns the value of one series in an exposition, or -1 when it is absent.
+func metricValue(exposition, series string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			if f, err := strconv.ParseFloat(strings.Fields(v)[0], 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,8 @@ type metrics struct {
 	inferred         prometheus.Counter
 	clamped          prometheus.Counter
 	rejected         prometheus.Counter
+	configErrors     *prometheus.CounterVec
+	configFault      prometheus.Gauge
 
 	mu       sync.Mutex
 	statuses map[string]bool
@@ -74,6 +77,11 @@ func newMetrics(reg prometheus.Registerer, tokensRejected func() bool) *metrics 
 			Help: "Published incidents whose resolution time was before created_at (a data error); it was raised to created_at."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: name("incidents_rejected_total"),
 			Help: "Incidents skipped because their event failed validation, counted per poll."}),
+		configErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("config_errors_total"),
+			Help: "Polls failed by a configuration fault, by source and HTTP status: sso (the credentials rejected), webrca (401/403 for a valid token, 404 or another 4xx: a wrong base URL; 200 for a web page instead of the API)."},
+			[]string{"source", "status"}),
+		configFault: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("config_fault"),
+			Help: "1 while the last poll failed by a configuration fault (see /readyz and config_errors_total), else 0."}),
 		statuses: map[string]bool{},
 	}
 	rejectedGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name("sso_credentials_rejected"),
@@ -86,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, tokensRejected func() bool) *metrics 
 		})
 	reg.MustRegister(m.polls, m.pollDuration, m.lastSuccess, m.failures, m.incidents, m.published,
 		m.tokenExchanges, m.unknownStatus, m.invalidPublished, m.invalidated, m.inferred, m.clamped,
-		m.rejected, rejectedGauge)
+		m.rejected, rejectedGauge, m.configErrors, m.configFault)
 	// Pre-create the series dashboards and alerts expect, so they read 0 instead of absent.
 	m.polls.WithLabelValues("ok")
 	for _, c := range []events.IncidentChange{events.IncidentOpened, events.IncidentUpdated, events.IncidentResolved, events.IncidentReopened} {
@@ -94,6 +102,10 @@ func newMetrics(reg prometheus.Registerer, tokensRejected func() bool) *metrics 
 	}
 	for _, r := range []string{"matched", "other_product", "invalid"} {
 		m.incidents.WithLabelValues(r)
+	}
+	// The usual faults start at 0, so increase() sees the first one.
+	for _, l := range [][2]string{{"sso", "400"}, {"sso", "401"}, {"webrca", "401"}, {"webrca", "403"}, {"webrca", "404"}} {
+		m.configErrors.WithLabelValues(l[0], l[1])
 	}
 	return m
 }
@@ -113,6 +125,16 @@ func (m *metrics) succeeded(unix float64, matched, otherProduct, invalid, invali
 }
 
 func (m *metrics) failed(consecutive int) { m.failures.Set(float64(consecutive)) }
+
+// configFaulty records whether a failed poll was a configuration fault, and counts it if so.
+func (m *metrics) configFaulty(faulty bool, source string, status int) {
+	if !faulty {
+		m.configFault.Set(0)
+		return
+	}
+	m.configFault.Set(1)
+	m.configErrors.WithLabelValues(source, strconv.Itoa(status)).Inc()
+}
 
 func (m *metrics) eventPublished(c events.IncidentChange) {
 	m.published.WithLabelValues(string(c)).Inc()

@@ -15,6 +15,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +116,36 @@ func (e *RejectedError) Retryable() bool { return false }
 type TransientError struct {
 	Grant    Grant
 	Attempts int
-	Err      error
+	// RetryAfter is SSO's Retry-After (at most an hour), when it sent one.
+	RetryAfter time.Duration
+	Err        error
+}
+
+// RetryDelay is the server's Retry-After, or 0: the caller must not ask again sooner.
+func (e *TransientError) RetryDelay() time.Duration { return e.RetryAfter }
+
+// busyError is a 429, 408 or 5xx answer, with its Retry-After.
+type busyError struct {
+	status     int
+	retryAfter time.Duration
+}
+
+func (e *busyError) Error() string {
+	if e.retryAfter > 0 {
+		return fmt.Sprintf("token endpoint answered HTTP %d, retry after %s", e.status, e.retryAfter)
+	}
+	return fmt.Sprintf("token endpoint answered HTTP %d", e.status)
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date), capped at an hour.
+func retryAfter(v string, now time.Time) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		return time.Duration(min(n, 3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), time.Hour)
+	}
+	return 0
 }
 
 func (e *TransientError) Error() string {
@@ -270,6 +300,11 @@ func (s *Source) refresh(ctx context.Context) (string, error) {
 		}
 		s.observe(OutcomeError)
 		last = err
+		var busy *busyError
+		if errors.As(err, &busy) && busy.retryAfter > 0 {
+			// SSO said when to come back: the remaining attempts would only be refused.
+			return "", &TransientError{Grant: s.grant, Attempts: attempt, RetryAfter: busy.retryAfter, Err: err}
+		}
 		if attempt == s.cfg.Attempts {
 			break
 		}
@@ -354,7 +389,7 @@ func (s *Source) exchange(ctx context.Context, refreshToken string) (tokenRespon
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
-		return tokenResponse{}, fmt.Errorf("token endpoint answered HTTP %d", resp.StatusCode)
+		return tokenResponse{}, &busyError{status: resp.StatusCode, retryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())} // a date of the server's wall clock
 	case resp.StatusCode >= 400:
 		var oe oauthError
 		_ = json.Unmarshal(body, &oe) // best effort: the body may be HTML

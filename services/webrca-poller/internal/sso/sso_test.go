@@ -3,6 +3,7 @@ package sso_test
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +378,40 @@ func assertNoSecrets(t *testing.T, err error) {
 		if strings.Contains(err.Error(), s) || strings.Contains(fmt.Sprintf("%+v", err), s) {
 			t.Errorf("error %q reveals a credential", err)
 		}
+	}
+}
+
+// TestRetryAfterIsHonoured: when SSO says when to come back (429, 503 with Retry-After), the
+// refresh stops at once instead of spending its remaining attempts, and the error carries the
+// delay for the caller's schedule.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	tests := []struct {
+		name    string
+		failure webrcatest.Failure
+		want    time.Duration
+	}{
+		{"429 in seconds", webrcatest.Failure{Status: 429, RetryAfter: "120"}, 120 * time.Second},
+		{"503 as an HTTP date", webrcatest.Failure{Status: 503, ContentType: "text/html", Body: "<html>maintenance</html>",
+			RetryAfter: time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat)}, 10 * time.Minute},
+		{"absurd delays are capped at an hour", webrcatest.Failure{Status: 429, RetryAfter: "86400"}, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := webrcatest.NewSSO(t)
+			f.AddOfflineToken(offline)
+			f.FailNext(tt.failure, tt.failure, tt.failure, tt.failure)
+			s, _, _ := newSource(t, offlineCreds(f))
+			_, err := s.Token(t.Context())
+			var te *sso.TransientError
+			if !errors.As(err, &te) {
+				t.Fatalf("Token error = %v, want a TransientError", err)
+			}
+			if d := te.RetryDelay(); d > tt.want || d < tt.want-5*time.Second {
+				t.Errorf("RetryDelay() = %s, want %s", d, tt.want)
+			}
+			if f.Requests() != 1 {
+				t.Errorf("requests = %d, want 1: SSO said when to come back", f.Requests())
+			}
+		})
 	}
 }

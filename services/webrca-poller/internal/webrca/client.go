@@ -150,7 +150,12 @@ func (c *Client) page(ctx context.Context, productID string, page int) (Page, er
 			if ctx.Err() != nil {
 				return Page{}, ctx.Err()
 			}
-			return Page{}, &Error{Kind: KindToken, Op: op, Err: err}
+			e := &Error{Kind: KindToken, Op: op, Err: err}
+			var ra interface{ RetryDelay() time.Duration }
+			if errors.As(err, &ra) {
+				e.RetryAfter = ra.RetryDelay() // SSO said when to come back
+			}
+			return Page{}, e
 		}
 		body, status, header, err := c.get(ctx, u.String(), token)
 		if err != nil {
@@ -169,7 +174,7 @@ func (c *Client) page(ctx context.Context, productID string, page int) (Page, er
 		}
 		if ct := header.Get("Content-Type"); ct != "" {
 			if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-				return Page{}, &Error{Kind: KindDecode, Op: op, Status: status,
+				return Page{}, &Error{Kind: KindNotAPI, Op: op, Status: status,
 					Err: fmt.Errorf("content type %q is not JSON; body starts %s", truncate(ct, 60), quoteStart(body))}
 			}
 		}
@@ -223,7 +228,8 @@ const (
 	KindRateLimited  Kind = "rate_limited"   // 429
 	KindUnauthorized Kind = "unauthorized"   // 401 after a fresh token, or 403
 	KindClient       Kind = "client_error"   // other 4xx: a request doraflow should not make
-	KindDecode       Kind = "decode"         // not JSON, truncated JSON, too large
+	KindNotAPI       Kind = "not_api"        // a 2xx that is not JSON: a web page at the base URL
+	KindDecode       Kind = "decode"         // truncated or malformed JSON, too large
 	KindSchema       Kind = "schema"         // valid JSON of an unexpected shape
 	KindTooManyPages Kind = "too_many_pages" // webrca.max_pages reached with pages left
 	KindToken        Kind = "token"          // no token from SSO
@@ -259,6 +265,19 @@ func (e *Error) Retryable() bool {
 	case KindToken:
 		var r interface{ Retryable() bool }
 		return errors.As(e.Err, &r) && r.Retryable()
+	}
+	return false
+}
+
+// ConfigFault reports whether the failure says the poller is misconfigured rather than the API
+// unwell: 401 after a fresh token and 403 (the credentials or the account's access), 404 and the
+// other 4xx (a wrong base URL or path), and a 2xx that is not JSON (a web page at the base URL).
+// Every poll fails the same way until the configuration changes; it is reported as such and
+// retried with backoff, so a fix is picked up without a restart.
+func (e *Error) ConfigFault() bool {
+	switch e.Kind {
+	case KindUnauthorized, KindClient, KindNotAPI:
+		return true
 	}
 	return false
 }

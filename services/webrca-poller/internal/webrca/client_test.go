@@ -249,7 +249,7 @@ func TestListBadResponses(t *testing.T) {
 		{"HTML page with 200", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			fmt.Fprint(w, "<html><body>Sign in</body></html>")
-		}, webrca.KindDecode, true},
+		}, webrca.KindNotAPI, false},
 		{"HTML 502 from a proxy", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusBadGateway)
@@ -359,4 +359,58 @@ func assertError(t *testing.T, got []webrca.Incident, err error, kind webrca.Kin
 		t.Errorf("List returned %d incidents with an error, want none", len(got))
 	}
 	return werr
+}
+
+// TestConfigFaults: answers that say the poller is pointed at the wrong place or holds the wrong
+// credentials are configuration faults; the API being unwell or changed is not.
+func TestConfigFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		ctype  string
+		body   string
+		kind   webrca.Kind
+		config bool
+		reason string
+	}{
+		{"404 HTML: a wrong base URL", 404, "text/html", "<html><head><title>404 Not Found</title></head></html>", webrca.KindClient, true, `body starts "<html><head><title>404 Not Found`},
+		{"404 OCM error: a wrong path", 404, "application/json", `{"kind":"Error","id":"404","code":"CLUSTERS-MGMT-404","reason":"Not found"}`, webrca.KindClient, true, "Not found"},
+		{"403: the account may not read WebRCA", 403, "application/json", `{"kind":"Error","code":"WEBRCA-403","reason":"Forbidden"}`, webrca.KindUnauthorized, true, "Forbidden"},
+		{"401 after a fresh token", 401, "application/json", `{"kind":"Error","code":"WEBRCA-401","reason":"Account authentication could not be verified"}`, webrca.KindUnauthorized, true, "could not be verified"},
+		{"200 web page: the base URL is the UI", 200, "text/html", "<!doctype html><title>Web RCA</title>", webrca.KindNotAPI, true, `content type "text/html" is not JSON`},
+		{"503", 503, "text/html", "<html>maintenance</html>", webrca.KindServer, false, "maintenance"},
+		{"truncated JSON", 200, "application/json", `{"kind":"IncidentList","items":[`, webrca.KindDecode, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, webrca.Options{PageSize: 2})
+			e.api.Intercept(func(w http.ResponseWriter, _ *http.Request, _ webrcatest.Request) bool {
+				w.Header().Set("Content-Type", tt.ctype)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+				return true
+			})
+			_, err := e.client.List(t.Context(), nil)
+			var werr *webrca.Error
+			if !errors.As(err, &werr) {
+				t.Fatalf("List error = %v, want *webrca.Error", err)
+			}
+			if werr.Kind != tt.kind || werr.ConfigFault() != tt.config || werr.Status != tt.status || !strings.Contains(err.Error(), tt.reason) {
+				t.Errorf("error %q: kind %s, config fault %v, status %d; want %s %v %d containing %q",
+					err, werr.Kind, werr.ConfigFault(), werr.Status, tt.kind, tt.config, tt.status, tt.reason)
+			}
+		})
+	}
+}
+
+// TestListTokenFailureCarriesRetryAfter: SSO's Retry-After reaches the listing's error, so the
+// poll schedule waits for it.
+func TestListTokenFailureCarriesRetryAfter(t *testing.T) {
+	e := setup(t, webrca.Options{})
+	e.sso.FailNext(webrcatest.Failure{Status: 429, RetryAfter: "90"})
+	got, err := e.client.List(t.Context(), nil)
+	werr := assertError(t, got, err, webrca.KindToken, true)
+	if werr.RetryAfter != 90*time.Second || werr.ConfigFault() {
+		t.Errorf("RetryAfter = %s, config fault %v; want 1m30s, false", werr.RetryAfter, werr.ConfigFault())
+	}
 }
