@@ -1,8 +1,8 @@
 package devlake
 
 import (
-	"context"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
