@@ -543,7 +543,7 @@ func (w *world) deploy(s step, e entry) error {
 	var seenBefore float64
 	if len(images) > 1 {
 		var err error
-		if seenBefore, err = w.watcherUpdates(); err != nil {
+		if seenBefore, _, err = w.watcherProgress(); err != nil {
 			return err
 		}
 	}
@@ -571,18 +571,9 @@ func (w *world) deploy(s step, e entry) error {
 	w.deployments++
 	dep := events.DeploymentID(demoInstance, st.uid, e.id)
 	if len(images) > 1 {
-		// The rollout finishes once the watcher has seen it in progress: only the new image is left.
-		if err := w.watcherSaw(seenBefore, dep); err != nil {
+		if err := w.endRollout(s, e, running, seenBefore, dep); err != nil {
 			return err
 		}
-		if err := w.update(name, func(_, status map[string]any) {
-			status["summary"] = map[string]any{"images": []any{image(s.component, e.sha)}}
-			status["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at.Add(s.rolling))}
-		}); err != nil {
-			return err
-		}
-		w.did.rolling = append(w.did.rolling, rollingUpdate{component: s.component, cluster: s.cluster, finished: s.at,
-			old: running, new: e.sha})
 	}
 	want := []string{dep}
 	if rollback {
@@ -596,41 +587,51 @@ func (w *world) deploy(s step, e entry) error {
 	return w.seen.wait(w.ctx, events.SubjectDeploymentObserved, want...)
 }
 
-// watcherUpdates is the number of Application updates the argocd-watcher's informer has delivered.
-func (w *world) watcherUpdates() (float64, error) {
+// endRollout ends the rolling update of deployment dep once the watcher has seen it in progress:
+// the app turns Healthy with only the new image left.
+func (w *world) endRollout(s step, e entry, old string, updatesBefore float64, dep string) error {
+	if err := w.watcherSaw(updatesBefore, dep); err != nil {
+		return err
+	}
+	if err := w.update(appName(s.component, s.cluster), func(_, status map[string]any) {
+		status["summary"] = map[string]any{"images": []any{image(s.component, e.sha)}}
+		status["health"] = map[string]any{"status": "Healthy", "lastTransitionTime": ts(s.at.Add(s.rolling))}
+	}); err != nil {
+		return err
+	}
+	w.did.rolling = append(w.did.rolling, rollingUpdate{component: s.component, cluster: s.cluster, finished: s.at,
+		old: old, new: e.sha})
+	return nil
+}
+
+// watcherProgress returns how many Application updates the argocd-watcher's informer has
+// delivered and how many keys wait in its queue.
+func (w *world) watcherProgress() (updates, queued float64, err error) {
 	families, err := scrape(w.ctx, w.watcher+"/metrics")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, m := range families["doraflow_argocd_watcher_informer_events_total"].GetMetric() {
 		if label(m, "type") == "update" {
-			return m.GetCounter().GetValue(), nil
+			updates = m.GetCounter().GetValue()
 		}
 	}
-	return 0, nil
+	queued = sum(families["doraflow_argocd_watcher_queue_depth"])
+	return updates, queued, nil
 }
 
-// watcherSaw waits until the argocd-watcher has had the update after before delivered and its
-// queue is empty (a worker took the key and read the Application as updated), or until it has
-// published the deployment dep.
+// watcherSaw waits until the argocd-watcher has had an update after the first `before` delivered
+// and its queue is empty (a worker took the key and read the Application as updated), or until it
+// has published the deployment dep.
 func (w *world) watcherSaw(before float64, dep string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if w.seen.has(dep) {
 			return nil
 		}
-		families, err := scrape(w.ctx, w.watcher+"/metrics")
+		updates, queued, err := w.watcherProgress()
 		if err != nil {
 			return err
-		}
-		updates, queued := 0.0, 1.0
-		for _, m := range families["doraflow_argocd_watcher_informer_events_total"].GetMetric() {
-			if label(m, "type") == "update" {
-				updates = m.GetCounter().GetValue()
-			}
-		}
-		if q := families["doraflow_argocd_watcher_queue_depth"].GetMetric(); len(q) == 1 {
-			queued = q[0].GetGauge().GetValue()
 		}
 		if updates > before && queued == 0 {
 			return nil

@@ -59,6 +59,9 @@ func printRows(ctx context.Context, out io.Writer, exporter string, lake *devlak
 			"FINISHED\tSTARTED\tDURATION\tRESULT\tENVIRONMENT\tTITLE\tCOMMITS", lines); err != nil {
 			return err
 		}
+		if err := printPullRequests(out, n, lake, c, at, commit); err != nil {
+			return err
+		}
 		var issues []string
 		for _, i := range lake.Issues(c) {
 			issues = append(issues, fmt.Sprintf("%s\t%s\t%s/%s\t%s\t%s\t%dmin\t%s\t%s", i.IssueKey, i.Type, i.Status,
@@ -87,6 +90,41 @@ func printRows(ctx context.Context, out io.Writer, exporter string, lake *devlak
 		}
 	}
 	return nil
+}
+
+// printPullRequests prints the pull_requests rows of connection c with the project_pr_metrics row
+// DevLake's DORA plugin computes for each (minutes; "-" where DevLake leaves it NULL) and the
+// deployment it links the pull request to.
+func printPullRequests(out io.Writer, project string, lake *devlaketest.DevLake, c uint64,
+	at func(time.Time) string, commit func(repoURL, sha string) string) error {
+	titles := map[string]string{}
+	for _, d := range lake.Deployments(c) {
+		titles[d.ID] = d.DisplayTitle
+	}
+	metrics := map[string]devlaketest.PRMetric{}
+	for _, m := range lake.PRMetrics(c) {
+		metrics[m.ID] = m
+	}
+	minutes := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%dmin", *p)
+	}
+	var lines []string
+	for _, pr := range lake.PullRequests(c) {
+		repoURL, number, _ := strings.Cut(pr.URL, "/pull/")
+		m := metrics[pr.ID]
+		deployed := titles[m.DeploymentID]
+		if deployed == "" {
+			deployed = "(no production deployment)"
+		}
+		lines = append(lines, fmt.Sprintf("%s #%s	%s	%s	%s	%s	%s	%s	%s	%s", strings.TrimPrefix(repoURL, "https://github.com/acme/"),
+			number, pr.Status, at(pr.CreatedDate), at(pr.MergedDate), commit(repoURL, pr.MergeCommitSha),
+			minutes(m.PrDuring), minutes(m.PrDeployTime), minutes(m.PrCycleTime), deployed))
+	}
+	return printSorted(out, fmt.Sprintf("[%s] pull_requests and DevLake's project_pr_metrics", project),
+		"PULL REQUEST\tSTATUS\tCREATED\tMERGED\tMERGE COMMIT\tCREATED→MERGED\tMERGED→DEPLOYED\tCYCLE TIME\tDEPLOYMENT", lines)
 }
 
 // printSorted prints a titled table of tab-separated lines, sorted.

@@ -122,12 +122,18 @@ func printSummary(ctx context.Context, out io.Writer, exporter string, lake *dev
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(out, "\nDevLake (fake), rows stored per project connection:")
+	fmt.Fprintln(out, "\nDevLake (fake), rows stored per project connection, and the median lead time DevLake's DORA")
+	fmt.Fprintln(out, "dashboard computes from them (project_pr_metrics: pull request created → merged → deployed):")
 	tw := table(out)
-	fmt.Fprintln(tw, "PROJECT\tDEPLOYMENTS\tDEPLOYMENT COMMITS\tINCIDENTS")
+	fmt.Fprintln(tw, "PROJECT\tDEPLOYMENTS\tDEPLOYMENT COMMITS\tPULL REQUESTS\tINCIDENTS\tLEAD TIME (p50, DevLake)")
 	for _, n := range names {
 		c := conns[n].ID
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", n, len(lake.Deployments(c)), len(lake.DeploymentCommits(c)), len(lake.Incidents(c)))
+		lead := "-"
+		if m, ok := devlaketest.MedianLeadTimeMinutes(lake.PRMetrics(c)); ok {
+			lead = humanDuration(time.Duration(m) * time.Minute)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", n, len(lake.Deployments(c)), len(lake.DeploymentCommits(c)),
+			len(lake.PullRequests(c)), len(lake.Incidents(c)), lead)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
