@@ -46,7 +46,7 @@ type sinkRules struct {
 	GitOpsCommitFallback bool `yaml:"gitops_commit_fallback"`
 	// PullRequests posts the merged pull requests of posted deployments to
 	// connections/{id}/pull_requests, which DevLake's lead time reads. It needs DevLake v1.0.3+:
-	// turn it off for v1.0.1 and v1.0.2, which answer 404 there.
+	// turn it off for v1.0.1 and v1.0.2, which answer 404 there (a configuration fault).
 	PullRequests bool `yaml:"pull_requests"`
 	// PullRequestCreatedFromFirstCommit posts a pull request's first commit time as its createdDate
 	// when earlier, so DevLake's cycle time starts at the first commit as doraflow's lead time does.
@@ -66,7 +66,8 @@ type breakerRules struct {
 	// OpenFor is the first pause; it doubles with each failed probe up to MaxOpenFor.
 	OpenFor    time.Duration `yaml:"open_for"`
 	MaxOpenFor time.Duration `yaml:"max_open_for"`
-	// ConfigErrorOpenFor is the pause after a 401 or 403 (a key an operator must fix).
+	// ConfigErrorOpenFor is the pause after a configuration fault (401/403, 404, an answer that is
+	// not DevLake's: something an operator must fix), between probes.
 	ConfigErrorOpenFor time.Duration `yaml:"config_error_open_for"`
 }
 
