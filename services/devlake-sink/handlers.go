@@ -101,7 +101,11 @@ func settle(log *zerolog.Logger, what string, res sink.Result, err error) error 
 	case err != nil && sink.IsPermanent(err):
 		return messaging.Permanent(err)
 	case err != nil:
-		return fmt.Errorf("%d of %d DevLake connections failed: %w", res.Failed, res.Failed+res.Posted+res.Done, err)
+		err = fmt.Errorf("%d of %d DevLake connections failed: %w", res.Failed, res.Failed+res.Posted+res.Done, err)
+		if d := sink.RetryAfter(err); d > 0 {
+			return messaging.RetryAfter(err, d) // DevLake said when to come back
+		}
+		return err
 	case res.Skipped != "":
 		log.Warn().Str("reason", res.Skipped).Msg(what + " not posted to DevLake")
 	case res.Changed > 0:

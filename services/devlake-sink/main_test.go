@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -499,4 +500,52 @@ func metricValue(exposition, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestRetryAfterIsHonoured: DevLake answers 429 with Retry-After: 2 (longer than max_backoff,
+// 100ms). The sink neither retries sooner in the delivery nor in a redelivery: the post is repeated
+// no earlier than two seconds later, once, and nothing is dead-lettered.
+func TestRetryAfterIsHonoured(t *testing.T) {
+	dl := devlaketest.New()
+	var mu sync.Mutex
+	var at []time.Time
+	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		first := len(at) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "2")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"success":false,"message":"too many requests"}`)
+			return
+		}
+		dl.ServeHTTP(w, r)
+	}))
+	t.Cleanup(limited.Close)
+	h := newHarness(t, limited.URL, dl, "")
+	s := h.start(t)
+	ev := deployment(1)
+	ev.Routing = events.Routing{Targets: targets.Targets[:1]} // connection 1 only
+	h.publish(t, ev)
+	wait.For(t, 20*time.Second, func() error {
+		if n := len(dl.Deployments(h.c1.ID)); n != 1 {
+			return fmt.Errorf("%d delivered", n)
+		}
+		return nil
+	})
+	h.settled(t, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 2 {
+		t.Fatalf("%d posts, want 2 (the 429, then one after Retry-After)", len(at))
+	}
+	if gap := at[1].Sub(at[0]); gap < 2*time.Second {
+		t.Errorf("the post was repeated %s after the 429, want at least Retry-After (2s)", gap)
+	}
+	if d := h.deadLetters(t); len(d) != 0 {
+		t.Errorf("%d dead letters", len(d))
+	}
+	s.Stop(t)
 }

@@ -637,7 +637,11 @@ func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body [
 		delay := s.backoff(attempt)
 		var de *devlake.Error
 		if errors.As(err, &de) && de.RetryAfter > delay {
-			delay = min(de.RetryAfter, s.opts.MaxBackoff)
+			if de.RetryAfter > s.opts.MaxBackoff {
+				// Longer than this delivery waits between posts: the redelivery waits for it (RetryAfter).
+				return err
+			}
+			delay = de.RetryAfter
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -647,6 +651,30 @@ func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body [
 		case <-t.C:
 		}
 	}
+}
+
+// RetryAfter returns the longest Retry-After of DevLake's answers in err, or 0: the delivery
+// must not be repeated sooner.
+func RetryAfter(err error) time.Duration {
+	var d time.Duration
+	var walk func(error)
+	walk = func(err error) {
+		if de, ok := err.(*devlake.Error); ok {
+			d = max(d, de.RetryAfter)
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return d
 }
 
 // backoff is Backoff·2^(attempt−1) capped at MaxBackoff, with "equal jitter": half fixed, half random.
