@@ -207,6 +207,8 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	if err != nil {
 		return err
 	}
+	// The CLI (status, dlq, dora) finds this pipeline through the state file; NATS_URL is printed too.
+	defer writePipelineState(o.out, getenv, "demo", natsURL, ops)()
 	if o.observe != nil && o.observe.started != nil {
 		o.observe.started(ops)
 	}

@@ -79,7 +79,12 @@ func TestDemoMatchesGolden(t *testing.T) {
 	var out bytes.Buffer
 	err := demoObserved(t.Context(), []string{"--exit", "--seed", "42", "--bin", bin, "--kube-assets", assets,
 		"--dir", filepath.Join(dir, "run"), "--ops-port", "0", "--summary", summary, "--rows", rows},
-		func(string) string { return "" }, &out, observe)
+		func(k string) string {
+			if k == "DORAFLOW_STATE_FILE" {
+				return filepath.Join(dir, "pipeline.json")
+			}
+			return ""
+		}, &out, observe)
 	if err != nil {
 		logs, _ := os.ReadDir(filepath.Join(dir, "run", "logs"))
 		t.Fatalf("demo: %v\n%s\n(logs: %v)", err, out.String(), logs)

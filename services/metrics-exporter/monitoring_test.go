@@ -29,7 +29,7 @@ import (
 const monitoringDir = "../../deploy/monitoring"
 
 var (
-	ruleFiles     = []string{"rules/dora-recording.rules.yaml", "rules/dora-alerts.rules.yaml"}
+	ruleFiles     = []string{"rules/dora-recording.rules.yaml", "rules/dora-alerts.rules.yaml", "rules/doraflow-integrations.rules.yaml"}
 	dashboardFile = "dashboards/doraflow-dora.json"
 )
 

@@ -64,6 +64,7 @@ func TestOverlaysServerSideDryRun(t *testing.T) {
 	}{
 		{"overlays/local", []string{"Deployment", "StatefulSet", "ClusterRole"}},
 		{"overlays/production", []string{"ServiceMonitor", "PrometheusRule", "Deployment", "StatefulSet", "NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget"}},
+		{"overlays/tls", []string{"Deployment", "StatefulSet", "NetworkPolicy", "Secret"}},
 	} {
 		t.Run(tc.overlay, func(t *testing.T) { dryRunApply(t, dyn, mapper, build(t, tc.overlay), tc.kinds) })
 	}
