@@ -153,7 +153,7 @@ func checkWith(ctx context.Context, bin, file string, src []byte) ([]string, err
 
 // locator maps the line numbers of a binary's re-encoded document to key paths and original lines.
 type locator struct {
-	reencoded []place      // nodes of the document the binary decoded
+	reencoded []place        // nodes of the document the binary decoded
 	original  map[string]int // key path → line in the file
 }
 

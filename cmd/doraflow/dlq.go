@@ -212,9 +212,22 @@ func dlqReplay(ctx context.Context, args []string, p pipeline, out io.Writer) er
 // Nats-Msg-Id gets a replay suffix, because the original ID may still be inside the stream's
 // duplicate window; the event ID (ce-id) is unchanged, so idempotent handlers still recognise an
 // event they already processed.
+//
+// A dead letter whose body was too large to travel with it names the object that keeps the body
+// (doraflow-dead-body); the replay publishes that body.
 func replay(ctx context.Context, js jetstream.JetStream, d deadLetter) error {
 	m := nats.NewMsg(d.Subject)
 	m.Data = d.Body
+	if ref := d.header.Get(events.HeaderDeadBody); ref != "" {
+		bucket, name, _ := strings.Cut(ref, "/")
+		obs, err := js.ObjectStore(ctx, bucket)
+		if err != nil {
+			return fmt.Errorf("dead letter %d keeps its body in %s: %w", d.Seq, ref, err)
+		}
+		if m.Data, err = obs.GetBytes(ctx, name); err != nil {
+			return fmt.Errorf("dead letter %d keeps its body in %s: %w", d.Seq, ref, err)
+		}
+	}
 	for k, v := range d.header {
 		if strings.HasPrefix(strings.ToLower(k), "doraflow-dead-") || k == nats.MsgIdHdr {
 			continue
@@ -266,7 +279,7 @@ func readDeadLetters(ctx context.Context, js jetstream.JetStream, sel selection)
 		d := deadLetter{Seq: seq, Service: service, Handler: raw.Header.Get(events.HeaderDeadHandler),
 			Subject: raw.Header.Get(events.HeaderDeadSubject), EventID: raw.Header.Get(events.HeaderID),
 			Reason: raw.Header.Get(events.HeaderDeadReason),
-			Body: raw.Data, header: raw.Header}
+			Body:   raw.Data, header: raw.Header}
 		d.Deliveries, _ = strconv.Atoi(raw.Header.Get(events.HeaderDeadDeliveries))
 		if d.EventID == "" {
 			d.EventID = raw.Header.Get(nats.MsgIdHdr)
