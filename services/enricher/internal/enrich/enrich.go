@@ -268,6 +268,8 @@ func (e *Enricher) Deployment(ctx context.Context, in events.DeploymentObserved)
 		p.rollouts = &pl.state
 	}
 	if reverted = uniqueReverted(reverted); len(reverted) > 0 {
+		markReverted(&pl.state, reverted, in.ID)
+		p.rollouts = &pl.state
 		markRevert(&out, reverted)
 		flags.add(events.QualityRevert)
 		p.Inferred = inferred(out, reverted)

@@ -30,12 +30,25 @@ func (e *Enricher) revertsOf(r repoResult, st rolloutState, own string) []revert
 			reason: fmt.Sprintf("%s deployed %s, behind %s", r.rng.RepoURL, short(r.rng.HeadSHA), short(r.rng.BaseSHA))})
 	}
 	for _, sha := range r.reverts {
-		if l, ok := st.deployedBy(sha); ok && l.ID != own {
+		// A commit of a logical deployment that was already reverted (a GitOps revert took the
+		// environment back before it) is no longer live: its app-repo revert undoes nothing.
+		if l, ok := st.deployedBy(sha); ok && l.ID != own && l.RevertedBy == "" {
 			out = append(out, revertedDeployment{id: l.ID, finishedAt: l.CountedAt,
 				reason: fmt.Sprintf("a deployed commit reverts %s@%s", r.rng.RepoURL, short(sha))})
 		}
 	}
 	return out
+}
+
+// markReverted records in st which deployment reverted each logical deployment of rs.
+func markReverted(st *rolloutState, rs []revertedDeployment, by string) {
+	for _, r := range rs {
+		for i := range st.Rollouts {
+			if st.Rollouts[i].ID == r.id && st.Rollouts[i].RevertedBy == "" {
+				st.Rollouts[i].RevertedBy = by
+			}
+		}
+	}
 }
 
 // uniqueReverted keeps each reverted logical deployment once (its first reason), sorted by ID.

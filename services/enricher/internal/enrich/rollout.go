@@ -45,6 +45,9 @@ type logical struct {
 	RangeID   string    `json:"range_id,omitempty"`
 	CountedAt time.Time `json:"counted_at,omitzero"`
 	Commits   []string  `json:"commits,omitempty"`
+	// RevertedBy is the deployment that reverted this logical deployment: a later release that
+	// carries the app-repo revert of one of its commits is then a roll-forward, not a second revert.
+	RevertedBy string `json:"reverted_by,omitempty"`
 }
 
 // child is one cluster's deployment of a logical deployment.
@@ -87,6 +90,11 @@ func (s rolloutState) before(id string) rolloutState {
 		out.Rollouts = append(out.Rollouts, s.Evicted...)
 	}
 	out.Rollouts = append(out.Rollouts, s.Rollouts...)
+	for i := range out.Rollouts {
+		if out.Rollouts[i].RevertedBy == id {
+			out.Rollouts[i].RevertedBy = "" // its own write, undone for the redelivery
+		}
+	}
 	for i := range out.Rollouts {
 		l := &out.Rollouts[i]
 		j := slices.IndexFunc(l.Children, func(c child) bool { return c.ID == id })

@@ -260,6 +260,16 @@ func TestGitOpsReverts(t *testing.T) {
 			f.repo.Revert(f.repo.Push(1)[0])
 			return f.dep(prod, "eu", f.repo.Head()), "", time.Time{}
 		}, nil},
+		{"release carrying the app-repo revert of a change GitOps already reverted", func(f *fixture) (events.DeploymentObserved, string, time.Time) {
+			a := f.repo.Push(1)[0]
+			f.enrich(f.dep(prod, "eu", a))
+			bad := f.repo.Push(1)[0]
+			f.enrich(f.dep(prod, "eu", bad))
+			f.enrich(f.dep(prod, "eu", a)) // the GitOps revert: behind, reverts bad
+			f.repo.Revert(bad)
+			f.repo.Push(1)
+			return f.dep(prod, "eu", f.repo.Head()), "", time.Time{}
+		}, nil},
 		{"revert in staging fails staging's deployment, which was its first", func(f *fixture) (events.DeploymentObserved, string, time.Time) {
 			f.enrich(f.dep(prod, "eu", f.repo.Push(1)[0]))
 			sha := f.repo.Push(1)[0]
