@@ -55,6 +55,7 @@ func LoadFile(path string, dst any) error {
 // Decode decodes one YAML document from r into dst, strictly, then validates it.
 func Decode(r io.Reader, dst any) error {
 	var doc yaml.Node
+	var decodeErr error
 	if err := yaml.NewDecoder(r).Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return &InvalidError{Err: err}
 	}
@@ -68,14 +69,29 @@ func Decode(r io.Reader, dst any) error {
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
-		if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+		err = dec.Decode(dst)
+		var te *yaml.TypeError
+		switch {
+		case err == nil || errors.Is(err, io.EOF):
+		case errors.As(err, &te):
+			// Type errors and unknown keys: yaml.v3 decoded everything else, so the range checks
+			// below still run and every problem of the file is reported at once.
+			decodeErr = err
+		default:
 			return &InvalidError{Err: err}
 		}
 	}
+	var errs []error
+	if decodeErr != nil {
+		errs = append(errs, decodeErr)
+	}
 	if v, ok := dst.(Validator); ok {
 		if err := v.Validate(); err != nil {
-			return &InvalidError{Err: err}
+			errs = append(errs, err)
 		}
+	}
+	if len(errs) > 0 {
+		return &InvalidError{Err: errors.Join(errs...)}
 	}
 	return nil
 }

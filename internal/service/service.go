@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -108,18 +109,27 @@ func Run[C any](ctx context.Context, spec Spec[C], args []string, getenv func(st
 		return reference(spec.Name, env.Documented, spec.DefaultConfig(), stdout)
 	}
 
+	// Every problem of the file and of the environment is reported together, in one error.
 	cfg := spec.DefaultConfig()
+	var problems []error
 	if flags.ConfigPath != "" {
 		if err := config.LoadFile(flags.ConfigPath, &cfg); err != nil {
-			return err
+			var inv *config.InvalidError
+			if !errors.As(err, &inv) {
+				return err // unreadable: nothing to check
+			}
+			problems = append(problems, fmt.Errorf("%s: %w", flags.ConfigPath, inv.Err))
 		}
 	} else if v, ok := any(&cfg).(config.Validator); ok {
 		if err := v.Validate(); err != nil {
-			return fmt.Errorf("built-in configuration: %w", err)
+			problems = append(problems, fmt.Errorf("built-in configuration: %w", err))
 		}
 	}
 	if err := env.Err(); err != nil {
-		return err
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		return &config.InvalidError{Err: errors.Join(problems...)}
 	}
 	if spec.Check != nil {
 		if err := spec.Check(cfg); err != nil {
@@ -273,8 +283,33 @@ func checkConfig[C any](path string, cfg C, out io.Writer) error {
 		for _, p := range config.Each(err) {
 			fmt.Fprintln(out, p)
 		}
-		return err
+		return reported{err}
 	}
 	fmt.Fprintf(out, "%s: ok\n", path)
 	return nil
+}
+
+// reported is an error whose problems were already printed (--check-config lists them on stdout),
+// so ExitCode's caller does not print them again.
+type reported struct{ error }
+
+func (r reported) Unwrap() error { return r.error }
+
+// Exit ends the process of a service whose run returned err. It prints err on stderr unless its
+// problems were already printed, and exits with status 2 for a configuration error found at start
+// (file and environment, every problem listed), 1 for --check-config problems and any other failure.
+// A nil err returns.
+func Exit(name string, err error) {
+	if err == nil {
+		return
+	}
+	var r reported
+	if errors.As(err, &r) {
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	if errors.Is(err, config.ErrInvalid) {
+		os.Exit(2)
+	}
+	os.Exit(1)
 }

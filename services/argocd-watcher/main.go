@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -24,10 +23,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "argocd-watcher: %v\n", err)
-		os.Exit(1)
-	}
+	service.Exit("argocd-watcher", err) // status 2 for configuration errors
 }
 
 // watcherFlags are the watcher's own flags and environment. Go's flag package accepts -name and

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -22,10 +21,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "enricher: %v\n", err)
-		os.Exit(1)
-	}
+	service.Exit("enricher", err) // status 2 for configuration errors
 }
 
 // run is the whole service; tests call it directly with their own context, environment and output.

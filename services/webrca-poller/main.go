@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -21,10 +20,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "webrca-poller: %v\n", err)
-		os.Exit(1)
-	}
+	service.Exit("webrca-poller", err) // status 2 for configuration errors
 }
 
 // run is the whole service; tests call it directly with their own context, environment and output.
