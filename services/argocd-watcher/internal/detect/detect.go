@@ -136,6 +136,9 @@ const (
 	SkipDryRun             = "dry_run"
 	SkipOperationNoStart   = "operation_without_start"
 	SkipEntryWithoutTime   = "history_entry_without_time"
+	// SkipNoRevision: a history entry with neither revision nor revisions deployed nothing we can
+	// name; it is malformed, not a production deployment of nothing.
+	SkipNoRevision = "no_revision"
 	SkipInvalidEvent       = "invalid_event"
 )
 
@@ -167,6 +170,9 @@ type Result struct {
 
 // ReasonInvalidEvent names an Application whose events would not validate (a Problem reason).
 const ReasonInvalidEvent argocd.Reason = "invalid_event"
+
+// ReasonNoRevision names an Application with a history entry that has no revision (a Problem reason).
+const ReasonNoRevision argocd.Reason = "no_revision"
 
 type mode int
 
@@ -273,6 +279,13 @@ func (c *Config) history(res *Result, st *State, app argocd.Application, r route
 	var newest *events.DeploymentObserved
 	var live []events.Image
 	for i, e := range fresh {
+		if e.Revision == "" && len(e.Revisions) == 0 {
+			st.LastHistoryID = e.ID // seen once: counted and logged now, never again
+			res.Skipped = append(res.Skipped, SkipNoRevision)
+			res.Problems = append(res.Problems, argocd.Problem{Reason: ReasonNoRevision,
+				Detail: fmt.Sprintf("status.history entry %d has no revision", e.ID)})
+			continue
+		}
 		fp := fingerprint(e)
 		kind, rollbackOf := classify(st.Entries, fp)
 		var prevEntry *Entry
@@ -567,12 +580,19 @@ func (c *Config) health(res *Result, st *State, app argocd.Application, r route,
 	// While an entry is held, recoveries wait for it, so that events keep their order.
 	if app.Health == HealthHealthy && len(st.Open) > 0 && st.Held == nil {
 		at := app.HealthChangedAt
-		if at.IsZero() {
-			at = now
-		}
 		env := c.latestEnvironment(app, r)
 		for _, f := range st.Open {
-			res.Events = append(res.Events, c.signal(app, r, env, f, maxTime(at, f.DetectedAt)))
+			rec := at
+			switch {
+			case !rec.IsZero():
+			case f.Detection == events.DetectionRollback:
+				// Without a recorded health transition, a rollback's failure ended when the rollback
+				// was deployed: a world time, not when we looked (after downtime, days later).
+				rec = f.DetectedAt
+			default:
+				rec = now
+			}
+			res.Events = append(res.Events, c.signal(app, r, env, f, maxTime(rec, f.DetectedAt)))
 		}
 		st.Open = nil
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -805,5 +806,56 @@ func TestTagSHA(t *testing.T) {
 	}
 	if re := regexp.MustCompile(`x`); re.SubexpIndex("sha") != -1 {
 		t.Fatal("pattern without sha group has one")
+	}
+}
+
+func detectObj(t *testing.T, cfg *Config, prev *State, raw obj, now time.Time) Result {
+	t.Helper()
+	argocd.StripObject(raw)
+	app, err := argocd.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Detect(prev, app, now)
+}
+
+// A history entry with neither revision nor revisions is malformed: no event (it is not a
+// production deployment of nothing), counted once.
+func TestHistoryEntryWithoutRevisionIsMalformed(t *testing.T) {
+	cfg := testConfig()
+	first := detectObj(t, cfg, nil, checkout("uid-1").history(entry(0, "aaa111", prodPath, at(0))).health("Healthy", at(time.Minute)).build(), at(2*time.Minute))
+	res := detectObj(t, cfg, &first.State, checkout("uid-1").history(entry(0, "aaa111", prodPath, at(0)), entry(1, "", prodPath, at(time.Hour))).
+		health("Healthy", at(time.Hour)).build(), at(2*time.Hour))
+	if len(res.Events) != 0 {
+		t.Errorf("events for an entry without revision: %v", res.Events)
+	}
+	if !slices.Contains(res.Skipped, SkipNoRevision) || len(res.Problems) != 1 || res.Problems[0].Reason != ReasonNoRevision {
+		t.Errorf("skipped %v, problems %v; want no_revision once", res.Skipped, res.Problems)
+	}
+	again := detectObj(t, cfg, &res.State, checkout("uid-1").history(entry(0, "aaa111", prodPath, at(0)), entry(1, "", prodPath, at(time.Hour))).
+		health("Healthy", at(time.Hour)).build(), at(3*time.Hour))
+	if len(again.Events) != 0 || len(again.Problems) != 0 {
+		t.Errorf("second look: %d events, problems %v; want nothing (counted once)", len(again.Events), again.Problems)
+	}
+}
+
+// A rollback seen only after 32 days of downtime, on an Argo CD that records no health transition
+// time: its failure recovered when the rollback was deployed, not when the watcher came back.
+func TestRollbackRecoveryAfterDowntimeUsesTheWorldsTime(t *testing.T) {
+	cfg := testConfig()
+	h := []obj{entry(0, "aaa111", prodPath, at(0)), entry(1, "bbb222", prodPath, at(time.Hour))}
+	first := detectObj(t, cfg, nil, checkout("uid-1").history(h...).health("Healthy", time.Time{}).build(), at(time.Hour+time.Minute))
+	rollbackAt := at(2 * time.Hour)
+	h = append(h, entry(2, "aaa111", prodPath, rollbackAt))
+	late := rollbackAt.Add(32 * 24 * time.Hour)
+	res := detectObj(t, cfg, &first.State, checkout("uid-1").history(h...).health("Healthy", time.Time{}).build(), late)
+	var recovered []time.Time
+	for _, ev := range res.Events {
+		if s, ok := ev.(*events.ChangeFailureSignal); ok && !s.RecoveredAt.IsZero() {
+			recovered = append(recovered, s.RecoveredAt)
+		}
+	}
+	if len(recovered) != 1 || !recovered[0].Equal(rollbackAt) {
+		t.Errorf("recovered at %v, want [%v] (the rollback's deployedAt, not %v)", recovered, rollbackAt, late)
 	}
 }
