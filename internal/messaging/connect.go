@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -187,7 +188,14 @@ func tlsFault(s Settings, err error) error {
 		return fmt.Errorf("TLS: the server's certificate is not trusted (%s): %w", ca, err)
 	}
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" {
+	// With TLS 1.3 the server checks the client certificate after the handshake: its refusal arrives
+	// as an alert ("remote error") or, when the connection is already gone, as nats.go's "connection
+	// closed by remote after TLS handshake" with a broken pipe or reset beneath it.
+	refused := errors.As(err, &op) && op.Op == "remote error"
+	if !refused && strings.Contains(err.Error(), "after TLS handshake") {
+		refused = true
+	}
+	if refused {
 		cert := "no client certificate was sent: set NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE"
 		if s.TLSCertFile != "" {
 			cert = "NATS_TLS_CERT_FILE=" + s.TLSCertFile + " was not accepted"
