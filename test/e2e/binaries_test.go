@@ -128,8 +128,8 @@ func TestBinaryFailsFastOnBadConfig(t *testing.T) {
 	select {
 	case err := <-p.done:
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Fatalf("exit = %v, want status 1", err)
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 { // 2: a configuration error
+			t.Fatalf("exit = %v, want status 2", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("enricher did not exit on a bad environment")
