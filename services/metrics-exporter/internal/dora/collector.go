@@ -78,6 +78,15 @@ var (
 	descWRework = desc("dora_window_rework_ratio",
 		"Deployment rework rate: rework deployments among the deployments finished in the trailing window, divided by them.",
 		windowLabels...)
+	descWFailures = desc("dora_window_change_failures",
+		"Change failures among the deployments finished in the trailing window, by detection (the first-detected signal; ties go to the strongest): dora_window_change_fail_ratio's numerator.",
+		with(windowLabels, "detection")...)
+	descWReworkDeployments = desc("dora_window_rework_deployments",
+		"Rework deployments among the deployments finished in the trailing window, by reason (rollback, revert, hotfix): dora_window_rework_ratio's numerator.",
+		with(windowLabels, "reason")...)
+	descWCommitData = desc("dora_window_commit_data_ratio",
+		"Share of the deploy-kind deployments finished in the trailing window and expected to carry commit data (not first deployments, not a later cluster's copy of a change under rollout policy each) that carried it.",
+		windowLabels...)
 	descLevel = desc("dora_performance_level",
 		"Performance level against the configured benchmark set, production only: 4 elite, 3 high, 2 medium, 1 low; absent without data.",
 		with(windowLabels, "metric")...)
@@ -87,7 +96,8 @@ var (
 	descNow = desc("doraflow_metrics_exporter_evaluation_timestamp_seconds",
 		"The time the trailing windows end at, as a Unix time (the clock, or metrics.evaluation_time).")
 	descNoCommits = desc("doraflow_metrics_exporter_deployments_without_commits_total",
-		"Successful deploy-kind deployments that carried no commit data, so no lead time.", seriesLabels...)
+		"Successful deploy-kind deployments expected to carry commit data (not first deployments, not a later cluster's copy of a change under rollout policy each) that carried none, so no lead time.",
+		seriesLabels...)
 	descDepFlags = desc("doraflow_metrics_exporter_deployment_quality_flags_total",
 		"Enrichment quality flags on deployments, by environment and flag.", "environment", "flag")
 	descIncFlags = desc("doraflow_metrics_exporter_incident_quality_flags_total",
@@ -112,7 +122,7 @@ var (
 
 var allDescs = []*prometheus.Desc{descDeployments, descDeploymentDays, descChangeLT, descDeployLT, descFailures,
 	descSignals, descRework, descFDRT, descUnrecovered, descLastDeploy, descIncidents, descIncidentsOpen, descRestore,
-	descWDeployments, descWPerDay, descWDays, descWLeadTime, descWCFR, descWRecovery, descWRework, descLevel,
+	descWDeployments, descWPerDay, descWDays, descWLeadTime, descWCFR, descWRecovery, descWRework, descWFailures, descWReworkDeployments, descWCommitData, descLevel,
 	descBenchmark, descNow, descNoCommits, descDepFlags, descIncFlags, descExcluded, descSignalState, descCommits,
 	descIncLinks, descRolloutChildren, descHeld}
 
@@ -248,6 +258,15 @@ func (s *State) collectWindows(ch chan<- prometheus.Metric, now time.Time, keys 
 			}
 			if v.hasRecovery {
 				gauge(descWRecovery, v.recovery)
+			}
+			for i, det := range detections {
+				gauge(descWFailures, float64(v.failedBy[i]), string(det))
+			}
+			for i, r := range reworkReasons {
+				gauge(descWReworkDeployments, float64(v.reworkBy[i]), r)
+			}
+			if v.hasCommitData {
+				gauge(descWCommitData, v.commitData)
 			}
 			if g.env != events.EnvironmentProduction {
 				continue

@@ -128,7 +128,7 @@ dora_last_deployment_timestamp_seconds{component="cart",environment="production"
 dora_last_deployment_timestamp_seconds{component="checkout-api",environment="production",team="payments"} 1.7740008e+09
 dora_last_deployment_timestamp_seconds{component="checkout-api",environment="staging",team="payments"} 1.7735292e+09
 dora_last_deployment_timestamp_seconds{component="login",environment="production",team="identity"} 1.7740944e+09
-# HELP doraflow_metrics_exporter_deployments_without_commits_total Successful deploy-kind deployments that carried no commit data, so no lead time.
+# HELP doraflow_metrics_exporter_deployments_without_commits_total Successful deploy-kind deployments expected to carry commit data (not first deployments, not a later cluster's copy of a change under rollout policy each) that carried none, so no lead time.
 # TYPE doraflow_metrics_exporter_deployments_without_commits_total counter
 doraflow_metrics_exporter_deployments_without_commits_total{component="cart",environment="production",team="payments"} 1
 doraflow_metrics_exporter_deployments_without_commits_total{component="checkout-api",environment="production",team="payments"} 0

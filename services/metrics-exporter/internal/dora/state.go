@@ -106,6 +106,9 @@ type State struct {
 	// alias maps the ID of a child rollout to its logical deployment's ID (Rollout.LogicalID):
 	// signals and incident links that name a child count for the logical deployment.
 	alias map[string]string
+	// changes holds, per (component, environment, fingerprint) of policy-each deployments, the
+	// earliest counted one: the cluster the enricher gives the change's commits to.
+	changes map[changeKey]*deployment
 	// sticky: counter labels are fixed at first observation (not while rebuilding).
 	sticky bool
 }
@@ -127,6 +130,7 @@ func New(opts Options) (*State, error) {
 		commits: map[commitKey]*commitRec{}, incidents: map[string]*incident{}, incSeries: map[incKey]*incSeries{},
 		prod: map[string][]*deployment{}, incByComponent: map[string]map[*incident]struct{}{},
 		fallback: map[string]map[*incident]struct{}{}, strings: map[string]string{}, alias: map[string]string{},
+		changes: map[changeKey]*deployment{},
 		q: quality{deploymentFlags: map[flagKey]uint64{}, incidentFlags: map[string]uint64{}, incidentLinks: map[string]uint64{},
 			rolloutChildren: map[rolloutKey]uint64{}},
 	}, nil
@@ -176,9 +180,13 @@ type deployment struct {
 	// behind: the enricher found its commit to be an ancestor of the previous one; revert: the
 	// enricher flagged it as a revert (quality revert).
 	revertSignal, behind, revert bool
-	sig                          *[nDetections]sigFact // nil until a signal names the deployment
-	incidents                    map[*incident]struct{}
-	cur                          outcome
+	// hasCommits: it carried commit data; firstDeployment: flagged first_deployment (no range by
+	// design); repeat: under policy each, an earlier counted deployment of its component and
+	// environment deployed its fingerprint, so the enricher gave it no commits.
+	hasCommits, firstDeployment, repeat bool
+	sig                                 *[nDetections]sigFact // nil until a signal names the deployment
+	incidents                           map[*incident]struct{}
+	cur                                 outcome
 	// The labels the counters took when the deployment first became a change failure and first
 	// was rework: kept, so that no counter series goes down when later evidence changes the exact
 	// detection or reason (README "Counter semantics").
@@ -366,6 +374,8 @@ func (s *State) AddDeployment(e events.DeploymentEnriched) (Outcome, error) {
 	d.finished = e.FinishedAt.UnixMilli()
 	d.behind = slices.Contains(e.Quality, events.QualityBehind)
 	d.revert = slices.Contains(e.Quality, events.QualityRevert)
+	d.firstDeployment = slices.Contains(e.Quality, events.QualityFirstDeployment)
+	d.hasCommits = len(e.Commits) > 0
 	for _, f := range e.Quality {
 		s.q.addFlag(d.env, string(f))
 	}
@@ -382,7 +392,8 @@ func (s *State) AddDeployment(e events.DeploymentEnriched) (Outcome, error) {
 		ser.days[utcDay(d.finished)] = struct{}{}
 		ser.last = max(ser.last, d.finished)
 		ser.deps = append(ser.deps, d)
-		if d.kind == events.KindDeploy && len(e.Commits) == 0 {
+		s.addChange(d, e.Rollout)
+		if d.missingCommits() {
 			ser.noCommits++
 		}
 		s.addCommits(d, e.Commits)
@@ -392,6 +403,50 @@ func (s *State) AddDeployment(e events.DeploymentEnriched) (Outcome, error) {
 	}
 	s.reevaluate(d)
 	return Applied, nil
+}
+
+type changeKey struct {
+	component   string
+	env         events.Environment
+	fingerprint string
+}
+
+// expectsCommits reports whether a deployment counts in dora_window_commit_data_ratio and
+// deployments_without_commits_total: a qualifying deploy that is neither a first deployment nor a
+// repeat of a change under policy each.
+func (d *deployment) expectsCommits() bool {
+	return d.qualifies && d.kind == events.KindDeploy && !d.firstDeployment && !d.repeat
+}
+
+func (d *deployment) missingCommits() bool { return d.expectsCommits() && !d.hasCommits }
+
+// earlier reports whether a finished before b (ties: the smaller ID), the order the commits and
+// changes of several deployments go to the first.
+func earlier(a, b *deployment) bool {
+	return a.finished < b.finished || (a.finished == b.finished && a.id < b.id)
+}
+
+// addChange places a qualifying deployment under policy each in its change (component,
+// environment, fingerprint): the earliest is the one expected to carry the commits, every other is
+// a repeat. A deployment that arrives late but finished first takes over.
+func (s *State) addChange(d *deployment, r *events.Rollout) {
+	if r == nil || r.Policy != events.RolloutEach || r.Fingerprint == "" {
+		return
+	}
+	k := changeKey{d.component, d.env, r.Fingerprint}
+	first := s.changes[k]
+	switch {
+	case first == nil:
+		s.changes[k] = d
+	case earlier(d, first):
+		if first.missingCommits() {
+			first.ser.noCommits--
+		}
+		first.repeat = true
+		s.changes[k] = d
+	default:
+		d.repeat = true
+	}
 }
 
 // addCommits records the commits of a qualifying deployment and its per-deployment lead time.
@@ -407,7 +462,7 @@ func (s *State) addCommits(d *deployment, commits []events.Commit) {
 		if rec == nil {
 			rec = &commitRec{}
 			s.commits[k] = rec
-		} else if rec.first.finished < d.finished || (rec.first.finished == d.finished && rec.first.id <= d.id) {
+		} else if !earlier(d, rec.first) {
 			continue // an earlier deployment already contains it
 		}
 		s.unapplyCommit(rec)

@@ -27,8 +27,13 @@ func WindowLabel(w time.Duration) string {
 
 // windowStats are the exact values of one group of series over one window (now-W, now].
 type windowStats struct {
-	deployments, failed, rework int
-	days                        map[int32]struct{}
+	deployments int
+	// failed and rework break the change failures and rework deployments down by exact detection and
+	// reason; withCommits of expectCommits (deployment.expectsCommits) carried commit data.
+	failed                     [nDetections]int
+	rework                     [3]int
+	expectCommits, withCommits int
+	days                       map[int32]struct{}
 	// calDays are the UTC days with a deployment among the window's calendar days firstDay…lastDay:
 	// DevLake's range, the dates of now, now − 1 d, … that lie after now − W (⌈W ÷ 1 d⌉ whole dates,
 	// at most 400). The deployment-day measures count these, so a day is in or out as a whole.
@@ -57,8 +62,14 @@ func (b *dayBits) count() int {
 
 func (w *windowStats) merge(o *windowStats) {
 	w.deployments += o.deployments
-	w.failed += o.failed
-	w.rework += o.rework
+	for i, n := range o.failed {
+		w.failed[i] += n
+	}
+	for i, n := range o.rework {
+		w.rework[i] += n
+	}
+	w.expectCommits += o.expectCommits
+	w.withCommits += o.withCommits
 	for d := range o.days {
 		w.days[d] = struct{}{}
 	}
@@ -82,6 +93,12 @@ type windowValues struct {
 	hasLT, hasRatio   bool
 	hasRecovery       bool
 	hasDaysPerWeek    bool
+	// failedBy and reworkBy are the ratios' numerators by detection and reason; commitData the share
+	// of the deployments expected to carry commit data that did (hasCommitData: there is one).
+	failedBy      [nDetections]int
+	reworkBy      [3]int
+	commitData    float64
+	hasCommitData bool
 	// calDays, firstDay and lastDay are the window's calendar days, for DevLake's measure.
 	calDays           dayBits
 	firstDay, lastDay int32
@@ -96,6 +113,8 @@ func (w *windowStats) values(window time.Duration) windowValues {
 		calDays:     w.calDays,
 		firstDay:    w.firstDay,
 		lastDay:     w.lastDay,
+		failedBy:    w.failed,
+		reworkBy:    w.rework,
 	}
 	// Days per week only over whole weeks' worth of calendar days: never more than 7, and no
 	// partial week extrapolated to seven days.
@@ -115,10 +134,21 @@ func (w *windowStats) values(window time.Duration) windowValues {
 	}
 	if w.deployments > 0 {
 		v.hasRatio = true
-		v.changeF = float64(w.failed) / float64(w.deployments)
-		v.rework = float64(w.rework) / float64(w.deployments)
+		v.changeF = float64(sum(w.failed[:])) / float64(w.deployments)
+		v.rework = float64(sum(w.rework[:])) / float64(w.deployments)
+	}
+	if w.expectCommits > 0 {
+		v.hasCommitData, v.commitData = true, float64(w.withCommits)/float64(w.expectCommits)
 	}
 	return v
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 // devlakeDeploymentDays is MeasureDevLakeDeploymentDays, as DevLake's DORA dashboards compute it
@@ -200,10 +230,16 @@ func seriesWindows(ser *series, now int64, windows []time.Duration) []*windowSta
 			w.deployments++
 			w.days[utcDay(d.finished)] = struct{}{}
 			if d.cur.failed {
-				w.failed++
+				w.failed[d.cur.detection]++
 			}
 			if d.cur.rework != reworkNone {
-				w.rework++
+				w.rework[d.cur.rework]++
+			}
+			if d.expectsCommits() {
+				w.expectCommits++
+				if d.hasCommits {
+					w.withCommits++
+				}
 			}
 			if d.cur.recovered {
 				w.recoveries = append(w.recoveries, d.cur.recovery.ms)
