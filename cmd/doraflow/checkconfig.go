@@ -225,8 +225,8 @@ func walk(n *yaml.Node, path string) []place {
 }
 
 var (
-	reUnknown   = regexp.MustCompile("^line (\\d+): field (\\S+) not found in type \\S+$")
-	reDuplicate = regexp.MustCompile("^line (\\d+): field (\\S+) already set in type \\S+$")
+	reUnknown   = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+	reDuplicate = regexp.MustCompile(`^line (\d+): field (\S+) already set in type \S+$`)
 	reType      = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
 )
 

@@ -356,7 +356,7 @@ func serviceBinaries(t *testing.T) string {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(builtDir, s), ".")
 			cmd.Dir = filepath.Join("..", "..", "services", s)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", s, err, out)
+				buildErr = fmt.Errorf("build %s: %w\n%s", s, err, out)
 			}
 		}
 	})
