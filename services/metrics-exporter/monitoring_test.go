@@ -191,9 +191,10 @@ func dashboardQueries(t *testing.T, vars map[string]string) map[string]string {
 	return out
 }
 
-// TestEndToEndPrometheus runs a real Prometheus against the exporter replaying the golden scenario:
-// every recording and alert rule evaluates without error, every dashboard query (variables
-// substituted) runs, and the organisation view shows the hand-worked golden values.
+// TestEndToEndPrometheus runs a real Prometheus against the exporter replaying the golden scenario,
+// scraped by two jobs (two identical replicas): every recording and alert rule evaluates without
+// error, every recording rule has data and no NaN, every dashboard query (variables substituted)
+// runs, and the organisation view shows the hand-worked golden values, counted once.
 func TestEndToEndPrometheus(t *testing.T) {
 	bin := prometheusBin(t)
 	if testing.Short() {
@@ -206,17 +207,19 @@ func TestEndToEndPrometheus(t *testing.T) {
 	publish(t, nc, s, doratest.Scenario()...)
 	prom := startPrometheus(t, bin, strings.TrimPrefix(s.Ops, "http://"))
 
-	// The exporter has applied everything and Prometheus has scraped it.
+	// The exporter has applied everything and Prometheus has scraped it, once per job.
 	org := `scope="organization", environment="production", window="30d"`
 	wait.For(t, 30*time.Second, func() error {
-		v, err := prom.scalar(`dora_window_deployments{` + org + `}`)
-		if err != nil || v != 12 {
-			return fmt.Errorf("organisation deployments over 30d = %v (%w), want 12", v, err)
+		v, err := prom.scalar(`count(dora_window_deployments{` + org + `} == 12)`)
+		if err != nil || v != 2 {
+			return fmt.Errorf("replicas serving 12 organisation deployments over 30d = %v (%w), want 2", v, err)
 		}
 		return nil
 	})
 	// Every rule evaluated at least once, without error.
 	wait.For(t, 30*time.Second, func() error { return prom.rulesHealthy() })
+	// Every recording rule has data, and no NaN.
+	wait.For(t, 30*time.Second, func() error { return prom.recordedData(t) })
 
 	vars := map[string]string{"environment": "production", "window": "30d", "team": ".*", "component": ".*",
 		"benchmark": "dora2023", "__range": "1h", "__rate_interval": "1m"}
@@ -225,20 +228,28 @@ func TestEndToEndPrometheus(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	// The organisation row shows the golden values (internal/dora scenario_want_test.go: 30d).
+	// The organisation row shows the golden values (internal/dora scenario_want_test.go: 30d), through
+	// the recording rules and deduplicated queries: each counted once though two jobs scrape it.
+	rule := `{environment="production", window="30d"}`
+	level := func(metric string) string {
+		return `max by (scope, component, team, environment, window, metric) (dora_performance_level{` + org +
+			`, metric="` + metric + `"})`
+	}
 	golden := map[string]float64{
-		`dora_window_deployments_per_day{` + org + `}`:                                              0.4,
-		`dora_window_change_lead_time_median_seconds{` + org + `}`:                                  86400,
-		`dora_window_change_fail_ratio{` + org + `}`:                                                5.0 / 12,
-		`dora_window_failed_deployment_recovery_median_seconds{` + org + `}`:                        12600,
-		`dora_window_rework_ratio{` + org + `}`:                                                     0.25,
-		`dora_performance_level{` + org + `, metric="deployment_frequency"}`:                        3,
-		`dora_performance_level{` + org + `, metric="lead_time"}`:                                   3,
-		`dora_performance_level{` + org + `, metric="change_fail_rate"}`:                            1,
-		`dora_performance_level{` + org + `, metric="recovery_time"}`:                               3,
-		`sum(dora_deployments_total{environment="production", result="success", kind!="redeploy"})`: 12,
-		`sum(dora_change_failures_total{environment="production"})`:                                 5,
-		`doraflow_metrics_exporter_incidents{link="unlinked"}`:                                      1,
+		`environment:dora_deployments:count` + rule:                         12,
+		`environment:dora_deployments:per_day` + rule:                       0.4,
+		`environment:dora_change_lead_time_seconds:median` + rule:           86400,
+		`environment:dora_change_fail_rate:ratio` + rule:                    5.0 / 12,
+		`environment:dora_failed_deployment_recovery_seconds:median` + rule: 12600,
+		`environment:dora_rework_rate:ratio` + rule:                         0.25,
+		level("deployment_frequency"):                                       3,
+		level("lead_time"):                                                  3,
+		level("change_fail_rate"):                                           1,
+		level("recovery_time"):                                              3,
+		`sum(max by (component, team, environment, kind, result) (dora_deployments_total{environment="production", result="success", kind!="redeploy"}))`: 12,
+		`sum(max by (component, team, environment, detection) (dora_change_failures_total{environment="production"}))`:                                    5,
+		`max by (link) (doraflow_metrics_exporter_incidents{link="unlinked"})`:                                                                            1,
+		`doraflow:incidents_unlinked:ratio`: 1.0 / 3,
 	}
 	// Polled: the three subjects are replayed concurrently, and Prometheus scrapes every second.
 	wait.For(t, 30*time.Second, func() error {
@@ -259,10 +270,32 @@ func TestEndToEndPrometheus(t *testing.T) {
 	s.Stop(t)
 }
 
-type promServer struct{ base string }
+// rule is the part of a recording or alerting rule the tests read.
+type rule struct{ Record, Alert, Expr string }
 
-// startPrometheus runs Prometheus scraping target every second and evaluating the rule files every
-// second (their groups' intervals rewritten to 1s), with exemplar storage.
+// readRules returns every rule of the rule files, recording and alerting, in file order.
+func readRules(t *testing.T) []rule {
+	t.Helper()
+	var out []rule
+	for _, f := range ruleFiles {
+		var doc struct{ Groups []struct{ Rules []rule } }
+		readYAML(t, filepath.Join(monitoringDir, f), &doc)
+		for _, g := range doc.Groups {
+			out = append(out, g.Rules...)
+		}
+	}
+	return out
+}
+
+type promServer struct {
+	base  string
+	rules int // rules in the rule files: all must load
+}
+
+// startPrometheus runs Prometheus scraping target every second, by two jobs (metrics-exporter and
+// metrics-exporter-replica, standing in for a second replica: the same series under other target
+// labels), and evaluating the rule files every second (their groups' intervals rewritten to 1s),
+// with exemplar storage.
 func startPrometheus(t *testing.T, bin, target string) *promServer {
 	t.Helper()
 	dir := t.TempDir()
@@ -283,7 +316,9 @@ func startPrometheus(t *testing.T, bin, target string) *promServer {
 rule_files: [%s]
 scrape_configs:
   - job_name: metrics-exporter
-    static_configs: [{targets: [%q]}]
+    static_configs: [{targets: [%[2]q]}]
+  - job_name: metrics-exporter-replica
+    static_configs: [{targets: [%[2]q]}]
 `, strings.Join(rules, ", "), target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -306,7 +341,7 @@ scrape_configs:
 			t.Logf("prometheus logs:\n%s", logs)
 		}
 	})
-	p := &promServer{base: "http://" + addr}
+	p := &promServer{base: "http://" + addr, rules: len(readRules(t))}
 	wait.For(t, 30*time.Second, func() error {
 		code, _, err := servicetest.HTTPGet(t.Context(), p.base+"/-/ready")
 		if err == nil && code != http.StatusOK {
@@ -402,8 +437,70 @@ func (p *promServer) rulesHealthy() error {
 			}
 		}
 	}
-	if n < 100 {
-		return fmt.Errorf("%d rules loaded, want every rule of %v", n, ruleFiles)
+	if want := p.rules; n != want {
+		return fmt.Errorf("%d rules loaded, want the %d of %v", n, want, ruleFiles)
 	}
 	return nil
+}
+
+// recordedData reports an error until every recording rule returns data without NaN: the golden
+// scenario has data for each (none is allowed to be empty).
+func (p *promServer) recordedData(t *testing.T) error {
+	t.Helper()
+	var errs []error
+	for _, rule := range readRules(t) {
+		name := rule.Record
+		if name == "" {
+			continue
+		}
+		r, err := p.query(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		var vec []struct {
+			Metric map[string]string
+			Value  [2]any
+		}
+		if err := json.Unmarshal(r.Data.Result, &vec); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if len(vec) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no data", name))
+		}
+		for _, s := range vec {
+			if v, _ := s.Value[1].(string); v == "NaN" {
+				errs = append(errs, fmt.Errorf("%s%v: NaN", name, s.Metric))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TestOperationsDocListsEveryAlert requires docs/operations.md's Alerts table to list exactly the
+// shipped alerts, each with what it means and the first steps.
+func TestOperationsDocListsEveryAlert(t *testing.T) {
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got []string
+	for _, r := range readRules(t) {
+		if r.Alert != "" {
+			want = append(want, r.Alert)
+		}
+	}
+	row := regexp.MustCompile("(?m)^\\| `(\\w+)` \\([a-z]+\\) \\|([^|]+)\\|([^|]+)\\|$")
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		got = append(got, m[1])
+		if strings.TrimSpace(m[2]) == "" || strings.TrimSpace(m[3]) == "" {
+			t.Errorf("docs/operations.md: alert %s needs what it means and the first steps", m[1])
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alerts in docs/operations.md (-rules +doc):\n%s", diff)
+	}
 }
