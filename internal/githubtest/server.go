@@ -262,8 +262,9 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.authorized(r) {
+		// GitHub's answer to a missing, revoked or expired token, on every endpoint.
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Bad credentials",
-			"documentation_url": "https://docs.github.com/rest"})
+			"documentation_url": "https://docs.github.com/rest", "status": "401"})
 		return
 	}
 	if !s.rateHeaders(w, resource, true) {

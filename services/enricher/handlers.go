@@ -71,6 +71,17 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	if err != nil {
 		return err
 	}
+	// A configuration fault pauses every GitHub request: logged once when it starts and once when
+	// it ends; /readyz names it meanwhile; deployments wait in the stream (classify).
+	m.onConfigFault = func(cause *github.ConfigError) {
+		if cause != nil {
+			d.Log.Error().Str("error", cause.Error()).Int("status", cause.Status).Time("next_probe", cause.NextProbe).
+				Msg("GitHub configuration fault: every GitHub request is paused until a probe succeeds (see /readyz)")
+			return
+		}
+		d.Log.Info().Msg("GitHub configuration fault cleared: a probe succeeded, enrichment resumes")
+	}
+	d.Checks.Add("github", func(context.Context) error { return client.Ready() })
 	ghCache := newAsyncCache(d.JS, cache, github.ErrCacheMiss, func(error) { m.cacheWriteErrs.Inc() })
 	d.Go(ghCache.drain)
 	gh := github.NewCached(client, ghCache, m)
@@ -224,11 +235,16 @@ func (h *handlers) enrichIncident(ctx context.Context, in events.IncidentObserve
 }
 
 // classify marks errors that retrying cannot fix as permanent (dead-lettered with the reason).
-// GitHub outages and rate limits stay retryable: the event waits, it is never dropped.
-// A spent GitHub quota is retried when it resets, not on the generic backoff.
+// GitHub outages, rate limits and configuration faults stay retryable: the event waits, it is never
+// dropped. A spent GitHub quota is retried when it resets, and a configuration fault at the
+// client's next probe, not on the generic backoff.
 func classify(err error) error {
 	if enrich.IsPermanent(err) {
 		return messaging.Permanent(err)
+	}
+	var ce *github.ConfigError
+	if errors.As(err, &ce) {
+		return messaging.RetryAfter(err, min(max(time.Until(ce.NextProbe), 0)+100*time.Millisecond, time.Hour))
 	}
 	var rl *github.RateLimitedError
 	if errors.As(err, &rl) {

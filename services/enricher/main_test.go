@@ -95,7 +95,11 @@ type pipeline struct {
 	args []string
 }
 
-func startPipeline(t *testing.T) *pipeline {
+func startPipeline(t *testing.T) *pipeline { t.Helper(); return startPipelineWith(t, "test-token") }
+
+// startPipelineWith runs the enricher with token as GITHUB_TOKEN; the fake GitHub accepts only
+// "test-token".
+func startPipelineWith(t *testing.T, token string) *pipeline {
 	t.Helper()
 	ns := natstest.Start(t)
 	gh := githubtest.New(t)
@@ -119,7 +123,7 @@ enricher:
 		t.Fatal(err)
 	}
 	_, js := ns.Connect()
-	env, args := map[string]string{"NATS_URL": ns.URL(), "GITHUB_TOKEN": "test-token"}, []string{"--config", cfg}
+	env, args := map[string]string{"NATS_URL": ns.URL(), "GITHUB_TOKEN": token}, []string{"--config", cfg}
 	svc := servicetest.Start(t, run, env, args...)
 	return &pipeline{t: t, gh: gh, repo: gh.Repo("acme", "checkout"), js: js, svc: svc, env: env, args: args}
 }
@@ -477,6 +481,97 @@ func TestGitHubOutageDelaysButLosesNothing(t *testing.T) {
 		}
 	}
 	p.svc.Stop(t)
+}
+
+// TestBadGitHubTokenPausesUntilFixed: a token GitHub rejects (401) is a fault of the whole client,
+// not of one deployment: nothing is published or dead-lettered while it lasts, /readyz fails with
+// GitHub's answer and what to check, config_fault is 1 and config_errors_total{status="401"}
+// counts, one error is logged, and the token appears nowhere. Once GitHub accepts the token the
+// next probe resumes by itself and the deployment is enriched in order. A repository GitHub does
+// not show (renamed, deleted, private) is that deployment's answer: flagged repo_not_found, and
+// the pipeline goes on without pausing.
+func TestBadGitHubTokenPausesUntilFixed(t *testing.T) {
+	const token = "ghp_canaryRevokedToken0123456789"
+	p := startPipelineWith(t, token)
+	d1 := p.deployment("eu", p.repo.Push(1)[0])
+	p.publish(events.SubjectDeploymentObserved, d1.ID, d1)
+	var ready string
+	wait.For(t, 20*time.Second, func() error {
+		code, body := p.svc.Get(t, "/readyz")
+		if code == http.StatusOK {
+			return errors.New("/readyz is still ready")
+		}
+		ready = body
+		return nil
+	})
+	for _, w := range []string{"github: paused by a configuration fault since", "next probe", "HTTP 401", "Bad credentials", "check GITHUB_TOKEN"} {
+		if !strings.Contains(ready, w) {
+			t.Errorf("/readyz does not say %q:\n%s", w, ready)
+		}
+	}
+	for _, line := range []string{`doraflow_enricher_config_fault 1`, `doraflow_enricher_config_errors_total{status="404"} 0`} {
+		if err := p.metric(line); err != nil {
+			t.Error(err)
+		}
+	}
+	_, body := p.svc.Get(t, "/metrics")
+	if n := metricValue(t, body, `doraflow_enricher_config_errors_total{status="401"}`); n < 1 {
+		t.Errorf(`config_errors_total{status="401"} = %v, want at least 1`, n)
+	}
+	if got := p.deployments(); len(got) != 0 {
+		t.Errorf("%d deployments published with a rejected token, want 0", len(got))
+	}
+
+	p.gh.RequireToken(token) // GitHub accepts the token again (re-authorised for SSO, say)
+	got := p.waitDeployments(1)
+	if got[0].ID != d1.ID || !slices.Contains(got[0].Quality, events.QualityFirstDeployment) ||
+		slices.Contains(got[0].Quality, events.QualityRepoNotFound) {
+		t.Errorf("after the fix: %s %v, want %s first_deployment", got[0].ID, got[0].Quality, d1.ID)
+	}
+	wait.For(t, 10*time.Second, func() error {
+		if code, body := p.svc.Get(t, "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return p.metric(`doraflow_enricher_config_fault 0`)
+	})
+
+	// A renamed repository: that deployment is flagged, the client does not pause.
+	d2 := p.deployment("eu", p.repo.Push(1)[0])
+	d2.AppCommits[0].RepoURL = "https://github.com/acme/renamed"
+	d3 := p.deployment("eu", p.repo.Head())
+	p.publish(events.SubjectDeploymentObserved, d2.ID, d2)
+	p.publish(events.SubjectDeploymentObserved, d3.ID, d3)
+	got = p.waitDeployments(3)
+	if !slices.Contains(got[1].Quality, events.QualityRepoNotFound) {
+		t.Errorf("deployment of a renamed repository flagged %v, want repo_not_found", got[1].Quality)
+	}
+	if len(got[2].Commits) != 1 {
+		t.Errorf("the next deployment has %d commits, want 1", len(got[2].Commits))
+	}
+	if code, body := p.svc.Get(t, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after a repository's 404: %d %s", code, body)
+	}
+	if dlq := p.stored(events.StreamDeadLetter, events.DeadLetterSubject("enricher")); len(dlq) != 0 {
+		t.Errorf("%d dead letters, want none: %s", len(dlq), dlq[0])
+	}
+	p.svc.Stop(t)
+
+	logs := p.svc.Logs.String()
+	if strings.Contains(logs, token) || strings.Contains(ready, token) || strings.Contains(body, token) {
+		t.Error("the token appears in the logs, /readyz or /metrics")
+	}
+	var opened, closed int
+	for _, l := range strings.Split(logs, "\n") {
+		switch {
+		case strings.Contains(l, `"level":"error"`) && strings.Contains(l, "GitHub configuration fault"):
+			opened++
+		case strings.Contains(l, "GitHub configuration fault cleared"):
+			closed++
+		}
+	}
+	if opened != 1 || closed != 1 {
+		t.Errorf("logged the fault %d times and its end %d times, want once each:\n%s", opened, closed, logs)
+	}
 }
 
 func enricherLines(body string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,10 @@ type metrics struct {
 	cacheWriteErrs prometheus.Counter
 	stateMoved     prometheus.Counter
 	inferred       prometheus.Counter
+	configErrors   *prometheus.CounterVec
+	configFault    prometheus.Gauge
+	// onConfigFault is told of each transition of the GitHub client's circuit (for the log).
+	onConfigFault func(cause *github.ConfigError)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -73,9 +78,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Deployments recomputed because another replica changed their state since this one read it."}),
 		inferred: prometheus.NewCounter(prometheus.CounterOpts{Name: name("change_failures_inferred_total"),
 			Help: "Change failures inferred from commit history (GitOps reverts) and published."}),
+		configErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("config_errors_total"),
+			Help: "GitHub answers that paused the client as misconfigured, by HTTP status: 401 (the token or app credentials rejected), 404 (no such app installation, or a base URL answering a page that is not GitHub's), 200 (a web page instead of the API)."},
+			[]string{"status"}),
+		configFault: prometheus.NewGauge(prometheus.GaugeOpts{Name: name("config_fault"),
+			Help: "1 while a configuration fault pauses every GitHub request (see /readyz and config_errors_total), else 0."}),
 	}
 	reg.MustRegister(m.githubRequests, m.rateRemaining, m.rateReset, m.cacheLookups, m.enriched, m.quality,
-		m.ranges, m.commits, m.duplicates, m.cacheWriteErrs, m.stateMoved, m.inferred)
+		m.ranges, m.commits, m.duplicates, m.cacheWriteErrs, m.stateMoved, m.inferred, m.configErrors, m.configFault)
+	// The usual faults start at 0, so increase() sees the first one.
+	for _, status := range []string{"200", "401", "404"} {
+		m.configErrors.WithLabelValues(status)
+	}
 	for _, k := range []string{kindDeployment, kindIncident} {
 		m.enriched.WithLabelValues(k)
 		m.duplicates.WithLabelValues(k)
@@ -136,3 +150,20 @@ func (m *metrics) incidentEnriched(i events.IncidentEnriched) {
 }
 
 func (m *metrics) duplicate(kind string) { m.duplicates.WithLabelValues(kind).Inc() }
+
+// ConfigError implements github.Observer.
+func (m *metrics) ConfigError(status int) {
+	m.configErrors.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// ConfigFault implements github.Observer.
+func (m *metrics) ConfigFault(cause *github.ConfigError) {
+	if cause != nil {
+		m.configFault.Set(1)
+	} else {
+		m.configFault.Set(0)
+	}
+	if m.onConfigFault != nil {
+		m.onConfigFault(cause)
+	}
+}

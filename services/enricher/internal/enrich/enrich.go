@@ -50,11 +50,12 @@ var ErrNotFound = errors.New("enrich: not found")
 var errCorruptState = errors.New("enrich: stored state does not decode")
 
 // IsPermanent reports whether retrying err cannot help: GitHub rejected the request itself, a
-// comparison came back incomplete, or stored state is corrupt. Everything else (GitHub outages,
-// rate limits, store errors) passes with time.
+// comparison came back incomplete, an answer was larger than the client reads, or stored state is
+// corrupt. Everything else (GitHub outages, rate limits, configuration faults, store errors)
+// passes with time.
 func IsPermanent(err error) bool {
 	return errors.Is(err, github.ErrRejected) || errors.Is(err, github.ErrIncompleteComparison) ||
-		errors.Is(err, errCorruptState)
+		errors.Is(err, github.ErrAnswerTooLarge) || errors.Is(err, errCorruptState)
 }
 
 // Config is the enrichment's behaviour.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -412,6 +413,36 @@ func TestRedeliveryAfterApplyRecomputesTheSameEvent(t *testing.T) {
 	// And the next deployment still starts from the right place.
 	more := r.Push(1)
 	f.check("next", f.enrich(f.dep(prod, "eu", r.Head())), want{commits: more, status: events.CompareAhead, calls: -1}, 0)
+}
+
+// TestClientFaultsAreNotRepositoryFlags: a rejected token or a base URL answering a proxy's 404
+// page is the client's fault, not the repository's: Deployment returns the configuration fault
+// (retried, never dead-lettered) instead of an event flagged repo_not_found.
+// An answer too large to read is permanent (dead-lettered with the reason).
+func TestClientFaultsAreNotRepositoryFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*githubtest.Server)
+	}{
+		{"401 bad credentials", func(s *githubtest.Server) { s.RequireToken("another") }},
+		{"404 HTML of a proxy", func(s *githubtest.Server) {
+			s.FailNext(1, githubtest.Fault{Status: 404, Header: http.Header{"Content-Type": {"text/html"}}, Body: "<html>404 Not Found</html>"})
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.setup(f.srv)
+			_, err := f.enr.Deployment(t.Context(), f.dep(events.EnvironmentProduction, "eu", f.repo.Push(1)[0]))
+			var ce *github.ConfigError
+			if !errors.As(err, &ce) || enrich.IsPermanent(err) {
+				t.Fatalf("err = %v, want a retryable configuration fault", err)
+			}
+		})
+	}
+	if !enrich.IsPermanent(fmt.Errorf("get commit: %w", github.ErrAnswerTooLarge)) {
+		t.Error("an answer too large to read is not permanent")
+	}
 }
 
 func TestTransientGitHubErrorsAreReturned(t *testing.T) {

@@ -51,12 +51,13 @@ func ParsePrivateKey(pemBytes []byte) (*rsa.PrivateKey, error) {
 }
 
 type appTransport struct {
-	appID    int64
-	key      *rsa.PrivateKey
-	tokenURL string
-	next     http.RoundTripper
-	http     *http.Client
-	c        *Client // observer and clock
+	appID        int64
+	installation int64
+	key          *rsa.PrivateKey
+	tokenURL     string
+	next         http.RoundTripper
+	http         *http.Client
+	c            *Client // observer and clock
 
 	mu      sync.Mutex
 	token   string
@@ -73,7 +74,7 @@ func newAppTransport(creds AppCredentials, base *url.URL, next http.RoundTripper
 	}
 	u := *base
 	u.Path += "app/installations/" + strconv.FormatInt(creds.InstallationID, 10) + "/access_tokens"
-	return &appTransport{appID: creds.AppID, key: key, tokenURL: u.String(), next: next,
+	return &appTransport{appID: creds.AppID, installation: creds.InstallationID, key: key, tokenURL: u.String(), next: next,
 		http: &http.Client{Transport: next, Timeout: timeout}, c: c}, nil
 }
 
@@ -123,7 +124,15 @@ func (t *appTransport) installationToken(ctx context.Context) (string, error) {
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(body, &e) // the status alone is enough when the body is not JSON
-		cerr := t.c.classify(resp, fmt.Errorf("status %d: %s", resp.StatusCode, e.Message))
+		var cerr error
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusNotFound:
+			// GitHub refuses the app's JWT (a wrong key or app ID), or knows no such installation.
+			cerr = &ConfigError{Status: resp.StatusCode, Reason: fmt.Sprintf("installation %d of app %d: %s",
+				t.installation, t.appID, e.Message), Hint: hintApp}
+		default:
+			cerr = t.c.classify(resp, fmt.Errorf("status %d: %s", resp.StatusCode, e.Message))
+		}
 		t.c.obs.Call(EndpointAppToken, outcome(resp, cerr))
 		return "", fmt.Errorf("github app: installation token: %w", cerr)
 	}

@@ -2,7 +2,9 @@
 // commits (REST compare, paginated), single commits, and the pull requests that brought commits in
 // (one batched GraphQL query per 50 commits). It authenticates with a personal token or as a
 // GitHub App installation, works against GitHub Enterprise, classifies every failure (not found,
-// forbidden, rate limited, retryable) and never sends a request it knows the quota will refuse.
+// forbidden, rate limited, retryable, configuration fault) and never sends a request it knows the
+// quota will refuse. A configuration fault (a rejected token, a base URL that is not GitHub's API)
+// pauses every request until a probe succeeds; every answer is read through a size limit.
 // Cached wraps a Client with a cache of these answers, which are immutable by SHA.
 package github
 
@@ -39,8 +41,12 @@ const (
 	OutcomeSecondaryRateLimited = "secondary_rate_limited"
 	OutcomeServerError          = "server_error"
 	OutcomeError                = "error"
+	// OutcomeConfigFault: the answer says the client is misconfigured (see ConfigError).
+	OutcomeConfigFault = "config_fault"
 	// OutcomeDeferred: no request was sent, because the quota is known to be exhausted.
 	OutcomeDeferred = "deferred"
+	// OutcomePaused: no request was sent, because a configuration fault pauses the client.
+	OutcomePaused = "paused"
 )
 
 // Rate-limit resources (X-RateLimit-Resource).
@@ -67,12 +73,26 @@ type Observer interface {
 	Call(endpoint, outcome string)
 	// RateLimit reports the quota left in a resource (core, graphql) and when it resets.
 	RateLimit(resource string, remaining int, reset time.Time)
+	// ConfigError counts one answer that was a configuration fault, by HTTP status.
+	ConfigError(status int)
+	// ConfigFault reports a transition of the client's circuit: cause when a configuration fault
+	// opens it, nil when a probe succeeds.
+	ConfigFault(cause *ConfigError)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Call(string, string)              {}
 func (nopObserver) RateLimit(string, int, time.Time) {}
+func (nopObserver) ConfigError(int)                  {}
+func (nopObserver) ConfigFault(*ConfigError)         {}
+
+// How the client authenticates.
+const (
+	authNone = iota
+	authToken
+	authApp
+)
 
 // Options configure a Client.
 type Options struct {
@@ -90,6 +110,12 @@ type Options struct {
 	// Transport is the HTTP transport (default http.DefaultTransport).
 	Transport http.RoundTripper
 	Observer  Observer
+	// MaxBodyBytes bounds one answer (default 32 MiB); a longer one fails with ErrAnswerTooLarge.
+	MaxBodyBytes int64
+	// ProbeEvery is the first pause after a configuration fault (default 5s): requests are refused
+	// until one probe is let through; each refused probe doubles the pause, up to MaxProbeEvery
+	// (default 5m).
+	ProbeEvery, MaxProbeEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -102,8 +128,15 @@ type Client struct {
 	maxWait    time.Duration
 	now        func() time.Time
 
+	auth          int
+	probeEvery    time.Duration
+	maxProbeEvery time.Duration
+
 	mu      sync.Mutex
 	blocked map[string]time.Time // resource → no requests before this time
+	fault   *ConfigFault         // nil: not paused
+	pause   time.Duration        // the current pause between probes
+	probing bool                 // a probe is in flight
 }
 
 // New returns a client for opts.
@@ -130,12 +163,28 @@ func New(opts Options) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if opts.ProbeEvery <= 0 {
+		opts.ProbeEvery = defaultProbeEvery
+	}
+	if opts.MaxProbeEvery < opts.ProbeEvery {
+		opts.MaxProbeEvery = max(defaultMaxProbeEvery, opts.ProbeEvery)
+	}
 	transport := opts.Transport
 	if transport == nil {
 		transport = http.DefaultTransport
 	}
+	transport = answerTransport{next: transport, max: opts.MaxBodyBytes}
 	c := &Client{obs: opts.Observer, maxWait: opts.MaxWait, now: opts.Now, blocked: map[string]time.Time{},
-		graphqlURL: graphqlURL(base)}
+		graphqlURL: graphqlURL(base), probeEvery: opts.ProbeEvery, maxProbeEvery: opts.MaxProbeEvery}
+	switch {
+	case opts.App != nil:
+		c.auth = authApp
+	case opts.Token != "":
+		c.auth = authToken
+	}
 	if opts.App != nil {
 		if opts.Token != "" {
 			return nil, errors.New("github: set a token or app credentials, not both")
@@ -227,6 +276,9 @@ func (c *Client) Compare(ctx context.Context, repo Repo, base, head string) (Com
 		err := c.do(ctx, EndpointCompare, resourceCore, func(ctx context.Context) (*gh.Response, error) {
 			var err error
 			cmp, resp, err = c.gh.Repositories.CompareCommits(ctx, repo.Owner, repo.Name, base, head, opts)
+			if err == nil && cmp.GetStatus() == "" {
+				err = notGitHub(resp, "a comparison without status")
+			}
 			return resp, err
 		})
 		if err != nil {
@@ -266,6 +318,9 @@ func (c *Client) Commit(ctx context.Context, repo Repo, sha string) (Commit, err
 		var err error
 		// One file per page: the enricher needs the commit, not its diff.
 		rc, resp, err = c.gh.Repositories.GetCommit(ctx, repo.Owner, repo.Name, sha, &gh.ListOptions{PerPage: 1})
+		if err == nil && rc.GetSHA() == "" {
+			err = notGitHub(resp, "a commit without sha")
+		}
 		return resp, err
 	})
 	if err != nil {
@@ -292,10 +347,25 @@ func commitFrom(rc *gh.RepositoryCommit) Commit {
 	}
 }
 
-// do runs one request: it waits for (or refuses on) a known exhausted quota, records the quota the
-// response reports, classifies the error and counts the call.
+// notGitHub is the configuration fault of a 2xx JSON answer that is not GitHub's.
+func notGitHub(resp *gh.Response, what string) error {
+	status := 0
+	if resp != nil && resp.Response != nil {
+		status = resp.StatusCode
+	}
+	return &ConfigError{Status: status, Reason: notGitHubMsg + ": " + what, Hint: hintBaseURL}
+}
+
+// do runs one request: it refuses while a configuration fault pauses the client, waits for (or
+// refuses on) a known exhausted quota, records the quota the response reports, classifies the
+// error, updates the circuit and counts the call.
 func (c *Client) do(ctx context.Context, endpoint, resource string, fn func(context.Context) (*gh.Response, error)) error {
+	if err := c.gate(); err != nil {
+		c.obs.Call(endpoint, OutcomePaused)
+		return err
+	}
 	if err := c.wait(ctx, resource); err != nil {
+		c.release()
 		c.obs.Call(endpoint, OutcomeDeferred)
 		return err
 	}
@@ -306,6 +376,7 @@ func (c *Client) do(ctx context.Context, endpoint, resource string, fn func(cont
 	}
 	c.observeRate(hresp, resource)
 	err = c.classify(hresp, err)
+	c.settle(err)
 	c.obs.Call(endpoint, outcome(hresp, err))
 	return err
 }
@@ -379,6 +450,10 @@ func (c *Client) classify(resp *http.Response, err error) error {
 	if err == nil {
 		return nil
 	}
+	var ce *ConfigError
+	if errors.As(err, &ce) || errors.Is(err, ErrAnswerTooLarge) {
+		return err
+	}
 	var rle *gh.RateLimitError
 	if errors.As(err, &rle) {
 		until := rle.Rate.Reset.Time
@@ -409,12 +484,7 @@ func (c *Client) classify(resp *http.Response, err error) error {
 	switch code := resp.StatusCode; {
 	case code == http.StatusForbidden || code == http.StatusTooManyRequests:
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			secs, perr := strconv.Atoi(strings.TrimSpace(ra))
-			wait := defaultSecondaryWait
-			if perr == nil && secs >= 0 {
-				wait = time.Duration(secs) * time.Second
-			}
-			until := c.now().Add(wait)
+			until := c.retryAfter(ra)
 			c.block(resourceSecondary, until)
 			return &RateLimitedError{Until: until, Secondary: true}
 		}
@@ -436,18 +506,35 @@ func (c *Client) classify(resp *http.Response, err error) error {
 			return &RateLimitedError{Until: until, Secondary: true}
 		}
 		return fmt.Errorf("%w: %s", ErrForbidden, msg)
+	case (code == http.StatusNotFound || code == http.StatusUnauthorized) && (er == nil || er.Message == ""):
+		// GitHub's errors always carry a message: this is another server's JSON.
+		return &ConfigError{Status: code, Reason: notGitHubMsg + ": an error without message", Hint: hintBaseURL}
 	case code == http.StatusNotFound || code == http.StatusUnprocessableEntity || code == http.StatusGone:
 		return fmt.Errorf("%w: %d %s", ErrNotFound, code, msg)
 	case code == http.StatusUnavailableForLegalReasons:
 		return fmt.Errorf("%w: %d %s", ErrForbidden, code, msg)
 	case code == http.StatusUnauthorized:
-		// A bad or expired credential stops every request; retrying keeps the events until it is fixed.
-		return fmt.Errorf("github: unauthorized (check GITHUB_TOKEN or the app credentials): %s", msg)
+		// A bad or expired credential stops every request: the client pauses until it works again.
+		return &ConfigError{Status: code, Reason: msg, Hint: c.authHint()}
 	case code >= 500 || code == http.StatusRequestTimeout:
 		return fmt.Errorf("github: server error %d: %s", code, msg)
 	default:
 		return fmt.Errorf("%w: %d %s", ErrRejected, code, msg)
 	}
+}
+
+// retryAfter is when a Retry-After header (seconds or an HTTP date) allows requests again; a
+// value it cannot read asks for GitHub's minimum of a minute.
+func (c *Client) retryAfter(v string) time.Time {
+	now := c.now()
+	v = strings.TrimSpace(v)
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return now.Add(time.Duration(secs) * time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t
+	}
+	return now.Add(defaultSecondaryWait)
 }
 
 // ErrRejected means GitHub rejected the request itself (400 and other unexpected 4xx): a bug in
@@ -459,6 +546,8 @@ func outcome(resp *http.Response, err error) string {
 	switch {
 	case err == nil:
 		return OutcomeOK
+	case errors.As(err, new(*ConfigError)):
+		return OutcomeConfigFault
 	case errors.As(err, &rl) && rl.Secondary:
 		return OutcomeSecondaryRateLimited
 	case errors.As(err, &rl):

@@ -43,6 +43,9 @@ func (o *observer) RateLimit(resource string, remaining int, _ time.Time) {
 	o.rem[resource] = remaining
 }
 
+func (*observer) ConfigError(int)                 {}
+func (*observer) ConfigFault(*github.ConfigError) {}
+
 func (o *observer) get(k string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -382,6 +385,25 @@ func TestErrorClassification(t *testing.T) {
 				}
 			},
 			endpoint: "compare", outcome: "secondary_rate_limited",
+		},
+		{
+			name: "Retry-After as an HTTP date is honoured",
+			setup: func(s *githubtest.Server) {
+				s.FailNext(1, githubtest.Fault{Status: http.StatusForbidden,
+					Header: http.Header{"Retry-After": {future.Add(-30 * time.Minute).UTC().Format(http.TimeFormat)}},
+					Body:   `{"message":"You have exceeded a secondary rate limit."}`})
+			},
+			call: func(ctx context.Context, c *github.Client, head string) error {
+				_, err := c.Commit(ctx, repo, head)
+				return err
+			},
+			check: func(t *testing.T, err error) {
+				var rl *github.RateLimitedError
+				if want := future.Add(-30 * time.Minute); !errors.As(err, &rl) || !rl.Secondary || !rl.Until.Equal(want) {
+					t.Fatalf("err = %v, want a secondary rate limit until %v", err, want)
+				}
+			},
+			endpoint: "commit", outcome: "secondary_rate_limited",
 		},
 		{
 			name:  "503 is retryable, not a data problem",
