@@ -26,7 +26,7 @@ func synthetic(components, n int, fn func(events.Event)) {
 	for i := range n {
 		c, env := i%components, benchEnvs[(i/components)%4]
 		comp := fmt.Sprintf("component-%04d", c)
-		at := doratest.Now.Add(-time.Duration(span - span*int64(i)/int64(n)))
+		at := doratest.Now.Add(-time.Duration(span - span/int64(n)*int64(i))) // span*i would overflow int64
 		dep := doratest.Dep{App: comp + "-" + string(env), Component: comp, Team: fmt.Sprintf("team-%02d", c%40),
 			Env: env, History: int64(i), Finished: at}
 		switch i % 50 {
