@@ -357,7 +357,10 @@ func TestProcessorHeldEntrySurvivesRestart(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("published %d events at and after the bound, want 1: %v", len(evs), evs)
 	}
-	d := evs[0].(*events.DeploymentObserved)
+	d, ok := evs[0].(*events.DeploymentObserved)
+	if !ok {
+		t.Fatalf("published %T, want a deployment", evs[0])
+	}
 	want := events.DeploymentObserved{ID: ids("uid-1", 0, 0)[0], FinishedAt: deployed, Flags: []events.QualityFlag{events.QualityAmbiguousImage}}
 	got := events.DeploymentObserved{ID: d.ID, FinishedAt: d.FinishedAt, Flags: d.Flags, AppCommits: d.AppCommits}
 	if diff := cmp.Diff(want, got); diff != "" {

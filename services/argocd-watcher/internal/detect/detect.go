@@ -138,8 +138,8 @@ const (
 	SkipEntryWithoutTime   = "history_entry_without_time"
 	// SkipNoRevision: a history entry with neither revision nor revisions deployed nothing we can
 	// name; it is malformed, not a production deployment of nothing.
-	SkipNoRevision = "no_revision"
-	SkipInvalidEvent       = "invalid_event"
+	SkipNoRevision   = "no_revision"
+	SkipInvalidEvent = "invalid_event"
 )
 
 // Result is the outcome of one Detect call.

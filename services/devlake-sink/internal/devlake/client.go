@@ -143,7 +143,7 @@ func (c *Client) Post(ctx context.Context, kind Kind, conn uint64, key config.Se
 		return &Error{Class: ClassRetryable, Status: resp.StatusCode, Err: fmt.Errorf("read answer: %w", err)}
 	}
 	err = classify(resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"), raw)
-	if e, ok := err.(*Error); ok {
+	if e := (*Error)(nil); errors.As(err, &e) {
 		e.Kind = kind
 	}
 	return err

@@ -658,11 +658,13 @@ func (s *Sink) post(ctx context.Context, c Connection, kind devlake.Kind, body [
 func RetryAfter(err error) time.Duration {
 	var d time.Duration
 	var walk func(error)
+	// The tree of joined and wrapped errors is walked by hand, not with errors.As, which stops at
+	// the first match: every answer's Retry-After counts.
 	walk = func(err error) {
-		if de, ok := err.(*devlake.Error); ok {
+		if de, ok := err.(*devlake.Error); ok { //nolint:errorlint // walks the tree itself (above)
 			d = max(d, de.RetryAfter)
 		}
-		switch u := err.(type) {
+		switch u := err.(type) { //nolint:errorlint // walks the tree itself (above)
 		case interface{ Unwrap() []error }:
 			for _, e := range u.Unwrap() {
 				walk(e)
