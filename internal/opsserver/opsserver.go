@@ -1,6 +1,7 @@
 // Package opsserver serves every doraflow service's operational endpoints on one port: /healthz,
 // /readyz, /metrics (a private registry, OpenMetrics for exemplars), GET / (service, version,
-// endpoints) and GET /api/v1/health (status, uptime, version). Go profiles (/debug/pprof/) are off
+// endpoints) and GET /api/v1/health (status, uptime, version and the state of every readiness check:
+// ok, failing with its error, or disabled with the reason). Go profiles (/debug/pprof/) are off
 // unless PprofAddr is set, and then served on a listener of their own (loopback by default), since a
 // heap dump holds the service's tokens.
 package opsserver
@@ -26,13 +27,28 @@ import (
 // Check reports whether one dependency is ready; nil means ready.
 type Check func(ctx context.Context) error
 
-// Checks is a set of named readiness checks. /readyz runs them all.
+// Checks is a set of named readiness checks. /readyz runs them all; /api/v1/health lists each with
+// its state, the disabled ones included.
 type Checks struct {
-	mu     sync.Mutex
-	checks map[string]Check
+	mu       sync.Mutex
+	checks   map[string]Check
+	disabled map[string]string // name → why it is disabled
 }
 
-// Add registers a named check, replacing one of the same name.
+// States of a check in /api/v1/health.
+const (
+	StateOK       = "ok"
+	StateFailing  = "failing"
+	StateDisabled = "disabled"
+)
+
+// CheckState is one check's entry in /api/v1/health.
+type CheckState struct {
+	State  string `json:"state"`            // ok, failing or disabled
+	Detail string `json:"detail,omitempty"` // the error of a failing check, the reason of a disabled one
+}
+
+// Add registers a named check, replacing one of the same name (a disabled one too).
 func (c *Checks) Add(name string, fn Check) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -40,10 +56,34 @@ func (c *Checks) Add(name string, fn Check) {
 		c.checks = map[string]Check{}
 	}
 	c.checks[name] = fn
+	delete(c.disabled, name)
+}
+
+// Disable records a named check as disabled, with the reason (a source that is not configured): it
+// is never run, does not hold readiness back, and /api/v1/health lists it as "disabled".
+func (c *Checks) Disable(name, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.disabled == nil {
+		c.disabled = map[string]string{}
+	}
+	c.disabled[name] = reason
+	delete(c.checks, name)
 }
 
 // Run runs every check and returns the failures by name; an empty map means ready.
 func (c *Checks) Run(ctx context.Context) map[string]string {
+	failed := map[string]string{}
+	for name, st := range c.States(ctx) {
+		if st.State == StateFailing {
+			failed[name] = st.Detail
+		}
+	}
+	return failed
+}
+
+// States runs every check and returns the state of each, the disabled ones included.
+func (c *Checks) States(ctx context.Context) map[string]CheckState {
 	c.mu.Lock()
 	names := make([]string, 0, len(c.checks))
 	fns := make([]Check, 0, len(c.checks))
@@ -51,14 +91,19 @@ func (c *Checks) Run(ctx context.Context) map[string]string {
 		names = append(names, n)
 		fns = append(fns, fn)
 	}
+	states := make(map[string]CheckState, len(c.checks)+len(c.disabled))
+	for n, reason := range c.disabled {
+		states[n] = CheckState{State: StateDisabled, Detail: reason}
+	}
 	c.mu.Unlock()
-	failed := map[string]string{}
 	for i, fn := range fns {
 		if err := fn(ctx); err != nil {
-			failed[names[i]] = err.Error()
+			states[names[i]] = CheckState{State: StateFailing, Detail: err.Error()}
+		} else {
+			states[names[i]] = CheckState{State: StateOK}
 		}
 	}
-	return failed
+	return states
 }
 
 // Options configure the server.
@@ -227,7 +272,7 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 			"/healthz":       "liveness: the process serves HTTP",
 			"/readyz":        "readiness: NATS, consumers and sources are ready",
 			"/metrics":       "Prometheus metrics (OpenMetrics with exemplars when asked for)",
-			"/api/v1/health": "status, uptime and version",
+			"/api/v1/health": "status, uptime, version and every readiness check's state (ok, failing, disabled)",
 		},
 	})
 }
@@ -235,10 +280,15 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	failed := s.o.Checks.Run(ctx)
+	checks := s.o.Checks.States(ctx)
 	status, code := "healthy", http.StatusOK
-	if len(failed) > 0 || s.stopping.Load() {
+	if s.stopping.Load() {
 		status, code = "unhealthy", http.StatusServiceUnavailable
+	}
+	for _, c := range checks {
+		if c.State == StateFailing {
+			status, code = "unhealthy", http.StatusServiceUnavailable
+		}
 	}
 	up := time.Since(s.o.Started).Round(time.Second)
 	writeJSON(w, code, map[string]any{
@@ -247,7 +297,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		"version":        s.o.Version,
 		"uptime":         up.String(),
 		"uptime_seconds": int64(up.Seconds()),
-		"checks":         failed,
+		"checks":         checks,
 	})
 }
 

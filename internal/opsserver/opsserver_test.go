@@ -186,3 +186,51 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHealthListsEveryCheckWithItsState: /api/v1/health names every readiness check, passing ones
+// included, and a disabled source as "disabled" with its reason (issue 19 item 12: it showed
+// `"checks": {}` on a healthy service).
+func TestHealthListsEveryCheckWithItsState(t *testing.T) {
+	checks := &Checks{}
+	checks.Add("nats", func(context.Context) error { return nil })
+	checks.Add("router", func(context.Context) error { return errors.New("consumer deployments not bound") })
+	checks.Disable("argocd", "argocd.enabled: false")
+	base, cancel, done := start(t, checks)
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+
+	code, body := get(t, base+"/api/v1/health")
+	var h struct {
+		Status string                `json:"status"`
+		Checks map[string]CheckState `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("/api/v1/health is not JSON: %v\n%s", err, body)
+	}
+	want := map[string]CheckState{
+		"nats":   {State: StateOK},
+		"router": {State: StateFailing, Detail: "consumer deployments not bound"},
+		"argocd": {State: StateDisabled, Detail: "argocd.enabled: false"},
+	}
+	if code != 503 || h.Status != "unhealthy" || len(h.Checks) != len(want) {
+		t.Fatalf("/api/v1/health = %d %s", code, body)
+	}
+	for name, w := range want {
+		if h.Checks[name] != w {
+			t.Errorf("check %s = %+v, want %+v", name, h.Checks[name], w)
+		}
+	}
+
+	// A disabled source is not a readiness failure.
+	checks.Add("router", func(context.Context) error { return nil })
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz with a disabled source = %d %q, want 200", code, body)
+	}
+	if code, body := get(t, base+"/api/v1/health"); code != 200 || !strings.Contains(body, `"status": "healthy"`) {
+		t.Errorf("/api/v1/health when ready = %d %s", code, body)
+	}
+}
