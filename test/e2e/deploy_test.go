@@ -602,7 +602,8 @@ func TestKustomizeTLSOverlay(t *testing.T) {
 				}
 				sources, _, _ := unstructured.NestedSlice(vol, "projected", "sources")
 				for _, s := range sources {
-					secret, _, _ := unstructured.NestedMap(s.(map[string]any), "secret")
+					src, _ := s.(map[string]any)
+					secret, _, _ := unstructured.NestedMap(src, "secret")
 					items, _, _ := unstructured.NestedSlice(secret, "items")
 					for _, it := range items {
 						item, _ := it.(map[string]any)
