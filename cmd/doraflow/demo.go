@@ -251,16 +251,9 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 	if err := w.createApps(); err != nil {
 		return err
 	}
-	var incidents []step
-	for i, s := range steps {
-		if s.kind == stepIncident {
-			incidents = append(incidents, s) // they reach WebRCA once every deployment is in
-			continue
-		}
-		if err := w.apply(s); err != nil {
-			return fmt.Errorf("step %d (%s): %w; see the logs in %s", i+1, s, err, logDir)
-		}
-		fmt.Fprintf(o.out, "[%3d/%d] %s\n", i+1, len(steps), s)
+	incidents, err := play(o.out, steps, w.apply)
+	if err != nil {
+		return fmt.Errorf("%w; see the logs in %s", err, logDir)
 	}
 	webrca.SetIncidents(incidentsFor(incidents)...)
 	for _, s := range incidents {
@@ -281,12 +274,10 @@ func (o demoOptions) run(ctx context.Context, getenv func(string) string) error 
 			return err
 		}
 	}
-	fmt.Fprintf(o.out, "\nEvery number above comes from %s/metrics. Try: doraflow dora --exporter %s\n",
-		ops["metrics-exporter"], ops["metrics-exporter"])
+	fmt.Fprint(o.out, closing(ops["metrics-exporter"], o.exit))
 	if o.exit {
 		return nil
 	}
-	fmt.Fprintln(o.out, "The pipeline keeps running; Ctrl-C stops everything.")
 	select {
 	case <-ctx.Done():
 		return nil
@@ -830,4 +821,35 @@ func writeKubeconfig(cfg *rest.Config, path string) error {
 	kc.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "demo"}
 	kc.CurrentContext = "demo"
 	return clientcmd.WriteToFile(*kc, path)
+}
+
+// play applies the steps in order, except incidents, which it returns: they reach WebRCA once every
+// deployment is in. Each applied step is printed numbered among the applied ones, [1/N] to [N/N].
+func play(out io.Writer, steps []step, apply func(step) error) ([]step, error) {
+	var applied, incidents []step
+	for _, s := range steps {
+		if s.kind == stepIncident {
+			incidents = append(incidents, s)
+		} else {
+			applied = append(applied, s)
+		}
+	}
+	for i, s := range applied {
+		if err := apply(s); err != nil {
+			return nil, fmt.Errorf("step %d (%s): %w", i+1, s, err)
+		}
+		fmt.Fprintf(out, "[%3d/%d] %s\n", i+1, len(applied), s)
+	}
+	return incidents, nil
+}
+
+// closing is what the demo prints after its tables: where the numbers come from, and what to try
+// while the pipeline still runs; after --exit it has stopped, so it suggests nothing that needs it.
+func closing(exporter string, exit bool) string {
+	if exit {
+		return fmt.Sprintf("\nEvery number above came from %s/metrics. The pipeline has stopped (--exit); run the demo\n"+
+			"without --exit to keep it up and query it with doraflow dora, status or dlq.\n", exporter)
+	}
+	return fmt.Sprintf("\nEvery number above comes from %s/metrics. Try: doraflow dora --exporter %s\n"+
+		"The pipeline keeps running; Ctrl-C stops everything.\n", exporter, exporter)
 }

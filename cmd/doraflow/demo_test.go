@@ -92,7 +92,14 @@ func TestDemoMatchesGolden(t *testing.T) {
 	compareGolden(t, summary, filepath.Join("testdata", "demo.golden.txt"))
 	// Every row and every dora_* series, not only the totals above.
 	compareGolden(t, rows, filepath.Join("testdata", "demo.rows.golden.txt"))
-	for _, want := range []string{"[128/128]", "rolled back on prod-us", "sync to prod-eu FAILED", "Degraded 10m0s later",
+	applied := 0
+	start, _ := demoWeeks(time.Now())
+	for _, s := range timeline(42, start) {
+		if s.kind != stepIncident {
+			applied++
+		}
+	}
+	for _, want := range []string{fmt.Sprintf("[%d/%d]", applied, applied), "rolled back on prod-us", "sync to prod-eu FAILED", "Degraded 10m0s later",
 		"GitOps revert synced to prod-eu", "GitOps revert synced to prod-us", "rolling update (old and new pods live for 6m0s)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("progress output misses %q", want)

@@ -184,7 +184,11 @@ func (s step) String() string {
 	day := s.at.Format("Mon 02 Jan 15:04")
 	switch s.kind {
 	case stepChange:
-		return fmt.Sprintf("%s  %-15s pull request merged (%s, %d commits)", day, s.component, s.merge, s.commits)
+		commits := "commits"
+		if s.commits == 1 {
+			commits = "commit"
+		}
+		return fmt.Sprintf("%s  %-15s pull request merged (%s, %d %s)", day, s.component, s.merge, s.commits, commits)
 	case stepDeploy:
 		if s.rolling > 0 {
 			return fmt.Sprintf("%s  %-15s deployed to %s, rolling update (old and new pods live for %s)", day, s.component, s.cluster, s.rolling)
