@@ -30,6 +30,7 @@ func start(ctx context.Context, d *service.Deps[rules], f *watcherFlags) error {
 	a := d.Config.Argocd
 	if !a.Enabled {
 		d.Log.Info().Msg("Argo CD watching is disabled (argocd.enabled: false); nothing to do")
+		d.Checks.Disable("argocd", "argocd.enabled: false")
 		return nil
 	}
 	if f.namespaces != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/doraflow/doraflow/internal/messaging"
 	"github.com/doraflow/doraflow/internal/natstest"
+	"github.com/doraflow/doraflow/internal/opsserver"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/pkg/events"
 	"github.com/doraflow/doraflow/services/argocd-watcher/internal/detect"
@@ -31,6 +33,17 @@ func TestRunServesOpsEndpointsAndDrains(t *testing.T) {
 	servicetest.AssertStandardEndpoints(t, s, "argocd-watcher")
 	if !strings.Contains(s.Logs.String(), "Argo CD watching is disabled") {
 		t.Errorf("no log line says watching is disabled:\n%s", s.Logs)
+	}
+	// The health document names the source, disabled, and why.
+	_, body, err := servicetest.HTTPGet(t.Context(), s.Ops+"/api/v1/health")
+	var health struct {
+		Checks map[string]opsserver.CheckState `json:"checks"`
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(body), &health)
+	}
+	if want := (opsserver.CheckState{State: opsserver.StateDisabled, Detail: "argocd.enabled: false"}); err != nil || health.Checks["argocd"] != want {
+		t.Errorf("/api/v1/health does not list argocd as disabled: %v\n%s", err, body)
 	}
 	s.Stop(t)
 }

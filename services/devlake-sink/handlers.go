@@ -34,6 +34,7 @@ func starter(getenv func(string) string) func(context.Context, *service.Deps[rul
 		cfg := d.Config
 		if !cfg.Integration.Devlake.Enabled {
 			d.Log.Info().Msg("DevLake posting is disabled (integration.devlake.enabled: false); nothing to do")
+			d.Checks.Disable("devlake", "integration.devlake.enabled: false")
 			return nil
 		}
 		conns, err := readConnections(cfg.connectionPlans(), getenv)

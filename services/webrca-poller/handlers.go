@@ -23,6 +23,7 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	cfg := d.Config.Webrca
 	if !cfg.Enabled {
 		d.Log.Info().Msg("WebRCA polling is disabled (webrca.enabled: false); nothing to do")
+		d.Checks.Disable("webrca", "webrca.enabled: false")
 		return nil
 	}
 	httpClient := &http.Client{} // per-request timeouts come from contexts
