@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -47,6 +48,13 @@ const (
 // kube-apiserver (Argo CD's CRD), observed by argocd-watcher; incidents come from webrca-poller
 // polling a fake WebRCA behind a fake Red Hat SSO. Both publish through the NATS restarts.
 //
+// Every secret is a canary: NATS requires a password (NATS_URL lists the server twice, as a
+// cluster's server list, each URL with its own user and password), GitHub a token, SSO an offline
+// token and DevLake an API key. At the end no canary, raw, URL-encoded or base64-encoded, is in any
+// log line of any process, any message of any stream (headers, KV buckets and object stores
+// included), any ops page (/metrics, /readyz, /healthz …, also read after each fault) or the output
+// of `doraflow status`.
+//
 // It runs with `make test-chaos` (DORAFLOW_CHAOS=1), which CI runs after `make test`: 4 to 6
 // minutes without the race detector.
 func TestChaosExactlyOnce(t *testing.T) {
@@ -54,14 +62,18 @@ func TestChaosExactlyOnce(t *testing.T) {
 		t.Skip("chaos run: set DORAFLOW_CHAOS=1 or run make test-chaos (CI does)")
 	}
 	bin := binaries(t)
-	srv := natstest.Start(t)
-	_, js := srv.Connect()
+	secrets := newCanaries(t)
+	srv := natstest.Start(t, secrets.natsUsers())
+	js := secrets.connect(t, srv)
+	_, natsPort, _ := net.SplitHostPort(srv.Addr().String())
+	natsURL := secrets.natsURL(natsPort)
 	topo := messaging.Topology{Replicas: 1, MaxAge: 24 * time.Hour, DeadLetterMaxAge: 24 * time.Hour, Duplicates: 10 * time.Minute}
 	if err := topo.EnsureStreams(t.Context(), js, events.StreamRaw, events.StreamEnriched, events.StreamDeadLetter); err != nil {
 		t.Fatal(err)
 	}
 
 	gh := githubtest.New(t)
+	gh.RequireToken(secrets.GitHubToken)
 	repos := make([]*githubtest.Repo, chaosComponents)
 	for c := range repos {
 		repos[c] = gh.Repo("acme", "svc-"+strconv.Itoa(c))
@@ -71,6 +83,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	lakeSrv := httptest.NewServer(lake)
 	t.Cleanup(lakeSrv.Close)
 	conn := lake.AddConnection("doraflow-global")
+	lake.AddAPIKey(secrets.DevLakeKey, fmt.Sprintf("/plugins/webhook/connections/%d/", conn.ID)) // instead of conn.APIKey
 	lake.SetFaults(devlaketest.Faults{Seed: 20261122, ServerErrors: 0.3, Stalls: 0.1, StallFor: 5 * time.Second})
 	world := startArgoWorld(t, "argocd")
 	uids := make([]string, chaosComponents)
@@ -80,7 +93,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 		fmt.Fprintf(&componentRepos, "    svc-%d: %s\n", c, repos[c].URL())
 	}
 	sso := webrcatest.NewSSO(t)
-	sso.AddClient("doraflow-chaos", "chaos-client-secret")
+	sso.AddOfflineToken(secrets.OfflineToken)
 	webrca := webrcatest.NewAPI(t, sso)
 
 	var products strings.Builder
@@ -123,12 +136,13 @@ webrca:
   page_size: 100
   max_pages: 100
 `, componentRepos.String(), gh.URL(), products.String(), lakeSrv.URL, conn.ID, webrca.URL(), sso.URL()))
+	var launched []*proc // every process, the killed ones too: the leak scan reads all their logs
 	launch := func(name string) *proc {
 		addr := servicetest.FreeAddr(t)
 		out := &servicetest.Buffer{}
 		cmd := exec.Command(filepath.Join(bin, name), "--config", config)
-		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+srv.URL(), "DEVLAKE_TOKEN="+conn.APIKey, "LOG_LEVEL=warn",
-			"WEBRCA_CLIENT_ID=doraflow-chaos", "WEBRCA_CLIENT_SECRET=chaos-client-secret", "KUBECONFIG="+world.kubeconfig)
+		cmd.Env = append(os.Environ(), "OPS_ADDR="+addr, "NATS_URL="+natsURL, "DEVLAKE_TOKEN="+secrets.DevLakeKey, "LOG_LEVEL=info",
+			"GITHUB_TOKEN="+secrets.GitHubToken, "OFFLINE_TOKEN="+secrets.OfflineToken, "KUBECONFIG="+world.kubeconfig)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -136,10 +150,22 @@ webrca:
 		p := &proc{name: name, cmd: cmd, ops: "http://" + addr, out: out, done: make(chan error, 1)}
 		go func() { p.done <- cmd.Wait() }()
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		launched = append(launched, p)
 		return p
 	}
 	// Three sink replicas share the durable consumers, as the production overlay scales them.
 	procs := map[string]*proc{}
+	// Every ops page of every running service is scanned for the canaries after each fault, while
+	// readiness may report NATS, GitHub or DevLake trouble, and at the end.
+	leaks := newLeakScan(secrets)
+	scanPages := func() {
+		t.Helper()
+		for _, p := range procs {
+			if err := leaks.opsPages(t.Context(), p); err != nil {
+				t.Error(err)
+			}
+		}
+	}
 	for _, name := range []string{"metrics-exporter", "devlake-sink", "devlake-sink-2", "devlake-sink-3", "enricher",
 		"webrca-poller", "argocd-watcher"} {
 		procs[name] = launch(strings.TrimSuffix(strings.TrimSuffix(name, "-2"), "-3"))
@@ -252,6 +278,7 @@ webrca:
 	restart := func(name string) {
 		t.Helper()
 		p := procs[name]
+		scanPages()
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -265,6 +292,7 @@ webrca:
 	atLeast("enriched events", 1500, enriched)
 	srv.Restart()
 	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+	scanPages()
 	observedNow := func() int {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
@@ -286,12 +314,14 @@ webrca:
 	}
 	secondHalf := deploy(chaosDeployments/2, chaosDeployments)
 	t.Logf("GitHub rate-limited until %s at %d enriched; Argo CD syncing the other %d deployments", reset.Format(time.TimeOnly), enriched(), chaosDeployments/2)
+	scanPages()
 	atLeast("DevLake deployments", 2000, stored)
 	restart("devlake-sink")
 	t.Logf("SIGKILL devlake-sink at %d stored", stored())
 	atLeast("DevLake deployments", 4000, stored)
 	srv.Restart()
 	t.Logf("NATS restarted at %d enriched, %d stored", enriched(), stored())
+	scanPages()
 
 	if err := <-secondHalf; err != nil {
 		t.Fatal(err)
@@ -412,6 +442,32 @@ webrca:
 	t.Logf("DevLake answered %v; GitHub answered %v", statuses, gh.Statuses())
 	if statuses[500] == 0 || gh.Statuses()[403] == 0 {
 		t.Errorf("the faults did not strike (DevLake %v, GitHub %v)", statuses, gh.Statuses())
+	}
+
+	// No secret anywhere: every canary, in every form, is absent from every log line of every
+	// process (killed ones included), every message of every stream (headers included), every ops
+	// page and the CLI's output.
+	scanStart := time.Now()
+	scanPages()
+	out, err := leaks.cli(t.Context(), doraflowCLI(t), []string{"NATS_URL=" + natsURL}, "status")
+	if err != nil || !strings.Contains(out, events.StreamRaw) {
+		t.Errorf("doraflow status: %v\n%s", err, out)
+	}
+	if err := leaks.allStreams(t.Context(), js); err != nil {
+		t.Error(err)
+	}
+	for _, p := range launched {
+		leaks.logs(p)
+	}
+	t.Logf("leak scan (%s): %s", time.Since(scanStart).Round(time.Millisecond), leaks.summary())
+	if leaks.logLines == 0 || leaks.pages == 0 || leaks.streams[events.StreamRaw] < chaosDeployments {
+		t.Errorf("the leak scan saw too little to prove anything: %s", leaks.summary())
+	}
+	if leaks.hitCount > 0 { // one line per hit: make test-chaos shows only lines naming this file
+		t.Errorf("%d canary secrets leaked; the first %d:", leaks.hitCount, len(leaks.hits))
+		for _, h := range leaks.hits {
+			t.Error(h)
+		}
 	}
 }
 
