@@ -4,18 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
-	"github.com/doraflow/doraflow/internal/natstest"
 	"github.com/doraflow/doraflow/internal/servicetest"
 	"github.com/doraflow/doraflow/internal/wait"
 	"github.com/doraflow/doraflow/pkg/events"
@@ -26,20 +21,8 @@ import (
 // every entry of it, marked backfill, and the request is removed once done. Other applications are
 // untouched.
 func TestBackfillRequestReemitsHistory(t *testing.T) {
-	cfg := startKube(t)
-	client, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "argocd"}}}
-	if _, err := client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(t.Context(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, conf, "argocd:\n  enabled: true\n  instance: test\n  namespaces: [argocd]\n  known_clusters: [prd-1]\n  resync: 0s\n")
-	srv := natstest.Start(t)
-	_, js := srv.Connect()
-	a := argo{t: t, client: client}
+	a, kubeconfig := startArgo(t)
+	env, args, js := watcher(t, kubeconfig)
 	rev := func(n int) string { return fmt.Sprintf("%040x", n) }
 	legacyUID := a.create("legacy-prd-1")
 	for i := range 3 {
@@ -59,8 +42,7 @@ func TestBackfillRequestReemitsHistory(t *testing.T) {
 			return errors.New("still the creation second")
 		})
 	}
-	s := servicetest.Start(t, run, map[string]string{"NATS_URL": srv.URL(), "KUBECONFIG": writeKubeconfig(t, cfg)},
-		"--config", conf, "--context", "envtest")
+	s := servicetest.Start(t, run, env, args...)
 	kv, err := js.KeyValue(t.Context(), checkpointBucket.Bucket)
 	if err != nil {
 		t.Fatal(err)

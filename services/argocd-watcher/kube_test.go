@@ -89,6 +89,38 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 	return path
 }
 
+// startArgo starts a kube-apiserver with the Application CRD and the namespace argocd, and returns
+// the Argo CD stand-in and a kubeconfig for it (context "envtest").
+func startArgo(t *testing.T) (argo, string) {
+	t.Helper()
+	cfg := startKube(t)
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "argocd"}}}
+	if _, err := client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(t.Context(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return argo{t: t, client: client}, writeKubeconfig(t, cfg)
+}
+
+// watcher writes the watcher's configuration (instance test, namespace argocd, cluster prd-1, no
+// resync, plus extra YAML lines of the argocd section) and starts JetStream. It returns run's
+// environment and arguments and a JetStream client to read what the watcher published.
+func watcher(t *testing.T, kubeconfig string, extra ...string) (map[string]string, []string, jetstream.JetStream) {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := "argocd:\n  enabled: true\n  instance: test\n  namespaces: [argocd]\n  known_clusters: [prd-1]\n  resync: 0s\n"
+	for _, l := range extra {
+		yaml += "  " + l + "\n"
+	}
+	writeFile(t, conf, yaml)
+	srv := natstest.Start(t)
+	_, js := srv.Connect()
+	return map[string]string{"NATS_URL": srv.URL(), "KUBECONFIG": kubeconfig}, []string{"--config", conf, "--context", "envtest"}, js
+}
+
 // argo updates Applications the way Argo CD's controller does: status written with a plain update
 // (the CRD has no status subresource), history entries appended with increasing ids.
 type argo struct {
@@ -261,31 +293,9 @@ func publishedCount(t *testing.T, s *servicetest.Service) int {
 // Every deployment and change failure lands in JetStream exactly once, none is missed, and neither
 // process published anything twice.
 func TestKubeIntegration(t *testing.T) {
-	cfg := startKube(t)
-	client, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "argocd"}}}
-	if _, err := client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(t.Context(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := writeKubeconfig(t, cfg)
-	conf := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, conf, `argocd:
-  enabled: true
-  instance: test
-  namespaces: [argocd]
-  known_clusters: [prd-1]
-  degraded_window: 30m
-  degraded_grace: 0s
-  resync: 0s
-`)
-	srv := natstest.Start(t)
-	_, js := srv.Connect()
-	env := map[string]string{"NATS_URL": srv.URL(), "KUBECONFIG": kubeconfig}
-	args := []string{"--config", conf, "--context", "envtest"}
-	a := argo{t: t, client: client}
+	a, kubeconfig := startArgo(t)
+	client := a.client
+	env, args, js := watcher(t, kubeconfig, "degraded_window: 30m", "degraded_grace: 0s")
 	rev := func(n int) string { return fmt.Sprintf("%040x", n) }
 
 	// Existing before the watcher ever ran: its history is the baseline, not emitted.
