@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/doraflow/doraflow/internal/logging"
 )
 
 // The state file tells the CLI where a running `doraflow local` or `doraflow demo` is: the demo's NATS
@@ -121,13 +123,14 @@ func (p pipeline) state() (pipelineState, string, bool) {
 	return st, path, true
 }
 
-// natsURL returns the NATS URL to use ("" is messaging's default) and where it came from, for errors.
+// natsURL returns the NATS URL to use ("" is messaging's default) and where it came from, for errors
+// (credentials redacted: the second value is printed).
 func (p pipeline) natsURL() (string, string) {
 	if u := p.getenv("NATS_URL"); u != "" {
-		return u, u + " from NATS_URL"
+		return u, logging.RedactURL(u) + " from NATS_URL"
 	}
 	if st, path, ok := p.state(); ok && st.NATSURL != "" {
-		return st.NATSURL, fmt.Sprintf("%s from %s (doraflow %s, pid %d)", st.NATSURL, path, st.Command, st.PID)
+		return st.NATSURL, fmt.Sprintf("%s from %s (doraflow %s, pid %d)", logging.RedactURL(st.NATSURL), path, st.Command, st.PID)
 	}
 	return "", "nats://127.0.0.1:4222, the default: set NATS_URL, or start doraflow local"
 }

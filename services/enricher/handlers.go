@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"time"
 
@@ -105,11 +104,7 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	d.Router.Add(messaging.Handler{Name: handlerIncident, Stream: events.StreamRaw,
 		Subject: events.SubjectIncidentObserved}, messaging.Handle(h.enrichIncident))
 
-	base := d.Config.Github.BaseURL
-	if u, err := url.Parse(base); err == nil {
-		base = u.Redacted()
-	}
-	ev := d.Log.Info().Str("github_base_url", base).Str("github_auth", creds.mode()).
+	ev := d.Log.Info().Str("github_base_url", logging.RedactURL(d.Config.Github.BaseURL)).Str("github_auth", creds.mode()).
 		Str("global_project", d.Config.Integration.Devlake.ProjectID).
 		Int("teams", len(d.Config.Integration.Devlake.Teams)).Int("products", len(d.Config.Enricher.Products)).
 		Str("rollout_policy", d.Config.Enricher.Rollout.Policy).Int("rollout_overrides", len(d.Config.Enricher.Rollout.Components))

@@ -646,3 +646,27 @@ func metricValue(t *testing.T, body, series string) float64 {
 	t.Fatalf("no series %s", series)
 	return 0
 }
+
+// TestStartLogNeverShowsCredentialsOfTheBaseURL: a github.base_url carrying userinfo and a token
+// parameter (a proxy that wants them) is logged redacted, as every other URL.
+func TestStartLogNeverShowsCredentialsOfTheBaseURL(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := `github:
+  base_url: "https://proxy-user:canaryPW@ghe.example.com/api/v3/?access_token=canaryTK"
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := servicetest.Start(t, run, map[string]string{"NATS_URL": srv.URL()}, "--config", cfg)
+	s.Stop(t)
+	logs := s.Logs.String()
+	if !strings.Contains(logs, "ghe.example.com") {
+		t.Fatalf("the start log does not name the base URL:\n%s", logs)
+	}
+	for _, secret := range []string{"canaryPW", "canaryTK", "proxy-user"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("%q logged:\n%s", secret, logs)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/doraflow/doraflow/internal/logging"
 	"github.com/doraflow/doraflow/internal/service"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/poll"
 	"github.com/doraflow/doraflow/services/webrca-poller/internal/sso"
@@ -62,7 +63,7 @@ func start(ctx context.Context, d *service.Deps[rules], creds credentials) error
 	}
 	d.Checks.Add("webrca", l.ready)
 	d.Go(l.run)
-	d.Log.Info().Str("base_url", cfg.BaseURL).Str("grant", string(tokens.Grant())).Strs("products", cfg.Products).
+	d.Log.Info().Str("base_url", logging.RedactURL(cfg.BaseURL)).Str("grant", string(tokens.Grant())).Strs("products", cfg.Products).
 		Strs("product_ids", cfg.ProductIDs).Dur("interval", cfg.Interval).Msg("polling WebRCA")
 	return nil
 }
